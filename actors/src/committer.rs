@@ -1,0 +1,249 @@
+//! The commit pipeline: one thread that validates transactions, writes each
+//! group of them to the image in one atomic batch (group commit: concurrent
+//! writers share one WAL write and one fsync), applies them to the live
+//! objects, publishes events, and only then acknowledges.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::oneshot;
+
+use crate::image::{CommitGroup, Image, ImageError, ImageMeta};
+use crate::metrics::Metrics;
+use crate::table::ObjectTable;
+use crate::txn::Transaction;
+use crate::value::{Oid, Value};
+
+/// A committed change to one object, as published on the events socket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateEvent {
+    /// The object changed.
+    pub oid: Oid,
+    /// Slots written, in wire form.
+    pub changed: Vec<(String, Value)>,
+    /// Slots removed.
+    pub removed: Vec<String>,
+    /// The transaction's id.
+    pub tx: u64,
+}
+
+/// Image-wide counters the committer advances and everyone may read.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Objects in the image, roots included.
+    pub objects: AtomicU64,
+    /// The id of the last transaction applied to the live objects.
+    pub applied_tx: AtomicU64,
+}
+
+/// Where committed changes are announced (the bridge's PUB socket).
+pub trait EventSink: Send + Sync + 'static {
+    /// Publishes one event; must not block.
+    fn publish(&self, event: StateEvent);
+}
+
+/// Why a commit did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// An object the transaction read changed before it committed: re-run it.
+    #[error("conflict with a concurrent transaction")]
+    Conflict,
+    /// The image refused the write; nothing was kept.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The committer has stopped.
+    #[error("the commit pipeline is shut down")]
+    Closed,
+}
+
+struct Job {
+    tx: Transaction,
+    done: oneshot::Sender<Result<u64, CommitError>>,
+}
+
+/// Handle to the commit thread.
+pub struct Committer {
+    sender: parking_lot::Mutex<Option<Sender<Job>>>,
+    thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Settings of the commit thread.
+pub struct CommitterConfig {
+    /// fsync each group (`durability = "sync"`).
+    pub sync: bool,
+    /// Most transactions in one group.
+    pub max_group: usize,
+}
+
+impl Committer {
+    /// Starts the commit thread, continuing from the image's counters.
+    pub fn start(
+        image: Arc<dyn Image>,
+        table: Arc<ObjectTable>,
+        counters: Arc<Counters>,
+        meta: &ImageMeta,
+        config: CommitterConfig,
+        events: Arc<dyn EventSink>,
+        metrics: Metrics,
+    ) -> std::io::Result<Committer> {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        counters.objects.store(meta.objects, Ordering::Release);
+        counters.applied_tx.store(meta.last_tx, Ordering::Release);
+        metrics.image_objects.set(meta.objects as i64);
+        let mut worker = Worker {
+            image,
+            table,
+            counters,
+            sync: config.sync,
+            max_group: config.max_group.max(1),
+            next_oid: meta.next_oid,
+            objects: meta.objects,
+            last_tx: meta.last_tx,
+            events,
+            metrics,
+        };
+        let thread = std::thread::Builder::new()
+            .name("batos-committer".into())
+            .spawn(move || worker.run(receiver))?;
+        Ok(Committer {
+            sender: parking_lot::Mutex::new(Some(sender)),
+            thread: parking_lot::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Commits a transaction; resolves once it is durable and visible, with its id.
+    pub async fn commit(&self, tx: Transaction) -> Result<u64, CommitError> {
+        let (done, wait) = oneshot::channel();
+        {
+            let sender = self.sender.lock();
+            let sender = sender.as_ref().ok_or(CommitError::Closed)?;
+            sender
+                .send(Job { tx, done })
+                .map_err(|_| CommitError::Closed)?;
+        }
+        wait.await.map_err(|_| CommitError::Closed)?
+    }
+
+    /// Stops taking transactions, lets queued ones finish, joins the thread.
+    pub fn shutdown(&self) {
+        drop(self.sender.lock().take());
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Worker {
+    image: Arc<dyn Image>,
+    table: Arc<ObjectTable>,
+    counters: Arc<Counters>,
+    sync: bool,
+    max_group: usize,
+    next_oid: Oid,
+    objects: u64,
+    last_tx: u64,
+    events: Arc<dyn EventSink>,
+    metrics: Metrics,
+}
+
+impl Worker {
+    fn run(&mut self, receiver: Receiver<Job>) {
+        while let Ok(first) = receiver.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < self.max_group {
+                match receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(jobs);
+        }
+    }
+
+    fn commit_group(&mut self, jobs: Vec<Job>) {
+        let started = Instant::now();
+        let mut accepted: Vec<(u64, Job)> = Vec::with_capacity(jobs.len());
+        let mut written: HashSet<Oid> = HashSet::new();
+        let mut next_oid = self.next_oid;
+        let mut objects = self.objects;
+        let mut tx_id = self.last_tx;
+        for job in jobs {
+            if !self.still_valid(&job.tx, &written) {
+                self.metrics.commit_conflicts.inc();
+                let _ = job.done.send(Err(CommitError::Conflict));
+                continue;
+            }
+            for oid in job.tx.created() {
+                next_oid = next_oid.max(oid + 1);
+                objects += 1;
+            }
+            written.extend(job.tx.writes.keys().copied());
+            tx_id += 1;
+            accepted.push((tx_id, job));
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let group = CommitGroup {
+            transactions: accepted.iter().map(|(id, job)| (*id, &job.tx)).collect(),
+            next_oid,
+            objects,
+        };
+        if let Err(err) = self.image.commit(&group, self.sync) {
+            tracing::error!(error = %err, transactions = accepted.len(), "group commit failed; nothing kept");
+            for (_, job) in accepted {
+                let _ = job.done.send(Err(CommitError::Image(ImageError::Storage(
+                    err.to_string(),
+                ))));
+            }
+            return;
+        }
+        drop(group);
+        self.next_oid = next_oid;
+        self.objects = objects;
+        self.last_tx = tx_id;
+        self.counters.objects.store(objects, Ordering::Release);
+        self.metrics.image_objects.set(objects as i64);
+        self.metrics
+            .commit_group_size
+            .observe(accepted.len() as f64);
+        for (id, job) in accepted {
+            for (oid, changes) in &job.tx.writes {
+                if let Some(live) = self.table.get(*oid) {
+                    live.apply(changes, id);
+                }
+                let mut event = StateEvent {
+                    oid: *oid,
+                    changed: Vec::new(),
+                    removed: Vec::new(),
+                    tx: id,
+                };
+                for (name, slot) in &changes.slots {
+                    match slot {
+                        Some(slot) => event.changed.push((name.clone(), slot.to_wire(name))),
+                        None => event.removed.push(name.clone()),
+                    }
+                }
+                self.events.publish(event);
+            }
+            self.counters.applied_tx.store(id, Ordering::Release);
+            let _ = job.done.send(Ok(id));
+        }
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// A transaction may commit if every object it read is still at the
+    /// version it saw and no earlier transaction of this group wrote it.
+    fn still_valid(&self, tx: &Transaction, written: &HashSet<Oid>) -> bool {
+        tx.reads.iter().all(|(oid, seen)| {
+            !written.contains(oid)
+                && self.table.get(*oid).and_then(|live| live.version()) == Some(*seen)
+        })
+    }
+}

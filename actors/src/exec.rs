@@ -1,0 +1,389 @@
+//! Running methods: the transaction context a method (and every method it
+//! sends to) runs in, on a sandbox thread. Reads see the transaction's own
+//! writes first, then committed state (recording the version read, which
+//! the committer re-checks); writes stay in the transaction until the
+//! outermost method returns, then commit once, or not at all.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::abi::status;
+use crate::committer::CommitError;
+use crate::error::ActorError;
+use crate::method;
+use crate::sandbox::{self, MethodFault, MethodHost, Resolved, Sandbox};
+use crate::slot::{Primitive, Provenance, Slot};
+use crate::space::{SendOutcome, SpaceInner};
+use crate::synthesis;
+use crate::table::InUse;
+use crate::txn::Transaction;
+use crate::value::{make_ref, parse_parents, prepare_input, Oid, Value, PARENT_SLOT};
+
+/// Times a message is re-run when a concurrent transaction changed what it read.
+const ATTEMPTS: usize = 16;
+
+/// Runs `selector` on `receiver` inside a fresh transaction (methods,
+/// synthesis), committing once. Called by the receiver's actor.
+pub(crate) async fn send_in_transaction(
+    space: &Arc<SpaceInner>,
+    receiver: Oid,
+    selector: String,
+    args: Vec<Value>,
+) -> Result<SendOutcome, ActorError> {
+    for _ in 0..ATTEMPTS {
+        let (space2, selector2, args2) = (space.clone(), selector.clone(), args.clone());
+        let (outcome, tx) = space
+            .pool
+            .run(move || run_top(space2, receiver, selector2, args2))
+            .await??;
+        match space.committer.commit(tx).await {
+            Ok(_) => return Ok(outcome),
+            Err(CommitError::Conflict) => continue,
+            Err(CommitError::Image(e)) => return Err(e.into()),
+            Err(CommitError::Closed) => {
+                return Err(ActorError::Unavailable(
+                    "the kernel is shutting down".into(),
+                ))
+            }
+        }
+    }
+    Err(ActorError::Overloaded(format!(
+        "message conflicted with concurrent ones {ATTEMPTS} times; retry"
+    )))
+}
+
+fn run_top(
+    space: Arc<SpaceInner>,
+    receiver: Oid,
+    selector: String,
+    args: Vec<Value>,
+) -> Result<(SendOutcome, Transaction), ActorError> {
+    let deadline = Instant::now() + Duration::from_millis(space.sandbox.limits().wall_clock_ms);
+    let ctx = Arc::new(Mutex::new(TxCtx {
+        space: space.clone(),
+        tx: Transaction::new(),
+        pinned: HashMap::new(),
+        deadline,
+    }));
+    let mut generated = false;
+    let resolved = {
+        let mut c = ctx.lock();
+        match c.lookup(receiver, &selector)? {
+            Some(slot) => c.dispatch(receiver, slot, &args)?,
+            None => match c.synthesize(receiver, &selector, args.len())? {
+                Some(slot) => {
+                    generated = true;
+                    c.dispatch(receiver, slot, &args)?
+                }
+                None => {
+                    return Err(ActorError::DoesNotUnderstand(format!(
+                        "object {receiver} does not understand {selector:?} ({} argument(s)): no slot along parent*, \
+                         no accessor pattern applies, and no language model is configured",
+                        args.len()
+                    )))
+                }
+            },
+        }
+    };
+    let value = match resolved {
+        Resolved::Value(value) => value,
+        Resolved::Status(code) => {
+            return Err(ActorError::BadRequest(status_message(code, &selector)))
+        }
+        Resolved::Method { hash } => {
+            let host: Arc<Mutex<dyn MethodHost>> = ctx.clone();
+            let frame = sandbox::frame(receiver, &selector, args, 0);
+            space
+                .sandbox
+                .invoke(&host, &hash, frame, deadline)
+                .map_err(|e| ActorError::MethodTrap(e.0))?
+        }
+    };
+    let tx = std::mem::take(&mut ctx.lock().tx);
+    Ok((SendOutcome { value, generated }, tx))
+}
+
+fn status_message(code: i32, selector: &str) -> String {
+    match code {
+        status::BAD_VALUE => format!("{selector:?}: a value was refused (see protocol.md, Values)"),
+        status::SEND_FAILED => format!("{selector:?} is a data slot; it takes no arguments"),
+        _ => format!("{selector:?} failed with status {code}"),
+    }
+}
+
+/// The transaction of one message, shared by every method it runs.
+pub(crate) struct TxCtx {
+    space: Arc<SpaceInner>,
+    tx: Transaction,
+    pinned: HashMap<Oid, InUse>,
+    deadline: Instant,
+}
+
+impl TxCtx {
+    /// The live object (activated synchronously: this is a sandbox thread).
+    fn object(&mut self, oid: Oid) -> Result<&InUse, ActorError> {
+        if !self.pinned.contains_key(&oid) {
+            let in_use = self.space.checkout_blocking(oid)?;
+            self.pinned.insert(oid, in_use);
+        }
+        Ok(&self.pinned[&oid])
+    }
+
+    fn created(&self, oid: Oid) -> bool {
+        self.tx.writes.get(&oid).is_some_and(|c| c.created)
+    }
+
+    fn exists(&mut self, oid: Oid) -> Result<bool, ActorError> {
+        if self.created(oid) {
+            return Ok(true);
+        }
+        match self.object(oid) {
+            Ok(_) => Ok(true),
+            Err(ActorError::NoSuchObject(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A slot's current contents in this transaction (no delegation).
+    fn own_slot(&mut self, oid: Oid, name: &str) -> Result<Option<Slot>, ActorError> {
+        if let Some(change) = self.tx.writes.get(&oid).and_then(|c| c.slots.get(name)) {
+            return Ok(change.clone());
+        }
+        if self.created(oid) {
+            return Ok(None);
+        }
+        let (slot, version) = self
+            .object(oid)?
+            .read(|s| (s.slots.get(name).cloned(), s.version))?;
+        self.tx.read(oid, version);
+        Ok(slot)
+    }
+
+    /// All slots of an object as this transaction sees them.
+    fn all_slots(&mut self, oid: Oid) -> Result<Vec<(String, Slot)>, ActorError> {
+        let mut slots: HashMap<String, Slot> = HashMap::new();
+        if !self.created(oid) {
+            let (committed, version) = self.object(oid)?.read(|s| {
+                (
+                    s.slots
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<Vec<_>>(),
+                    s.version,
+                )
+            })?;
+            self.tx.read(oid, version);
+            slots.extend(committed);
+        }
+        if let Some(changes) = self.tx.writes.get(&oid) {
+            for (name, slot) in &changes.slots {
+                match slot {
+                    Some(slot) => slots.insert(name.clone(), slot.clone()),
+                    None => slots.remove(name),
+                };
+            }
+        }
+        Ok(slots.into_iter().collect())
+    }
+
+    fn parents(&mut self, oid: Oid) -> Result<Vec<Oid>, ActorError> {
+        Ok(match self.own_slot(oid, PARENT_SLOT)? {
+            Some(Slot::Data(v)) => parse_parents(&v).unwrap_or_default(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// Lookup along `parent*`, depth-first, each object once.
+    pub(crate) fn lookup(&mut self, oid: Oid, selector: &str) -> Result<Option<Slot>, ActorError> {
+        let mut visited = std::collections::HashSet::new();
+        let mut stack = vec![oid];
+        while let Some(current) = stack.pop() {
+            if !visited.insert(current) {
+                continue;
+            }
+            if current != oid && !self.exists(current)? {
+                continue;
+            }
+            if let Some(slot) = self.own_slot(current, selector)? {
+                return Ok(Some(slot));
+            }
+            stack.extend(self.parents(current)?.into_iter().rev());
+        }
+        Ok(None)
+    }
+
+    /// Writes a data slot after the protocol's value checks.
+    fn write(
+        &mut self,
+        oid: Oid,
+        name: &str,
+        value: Value,
+    ) -> Result<Result<(), String>, ActorError> {
+        if name.is_empty() {
+            return Ok(Err("slot names must not be empty".into()));
+        }
+        let value = match prepare_input(value, &self.space.roots) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        if name == PARENT_SLOT {
+            let parents = match parse_parents(&value) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
+            for parent in parents {
+                if !self.exists(parent)? {
+                    return Ok(Err(format!(
+                        "`parent*` names object {parent}, which does not exist"
+                    )));
+                }
+            }
+        }
+        self.tx.set(oid, name.to_string(), Slot::Data(value));
+        Ok(Ok(()))
+    }
+
+    /// Tries the synthesis tier; installs the method in this transaction.
+    fn synthesize(
+        &mut self,
+        receiver: Oid,
+        selector: &str,
+        argc: usize,
+    ) -> Result<Option<Slot>, ActorError> {
+        let Some(candidate) = synthesis::synthesize(selector, argc) else {
+            return Ok(None);
+        };
+        // Getters apply only when the slot exists along parent*.
+        if candidate.pattern == "getFoo"
+            && !matches!(self.lookup(receiver, &candidate.slot)?, Some(Slot::Data(_)))
+        {
+            return Ok(None);
+        }
+        let wasm = crate::audit::wat_to_wasm(&candidate.wat)
+            .map_err(|v| ActorError::internal(format!("synthesis: {v}")))?;
+        let provenance = Provenance::Synthesis {
+            pattern: candidate.pattern.to_string(),
+        };
+        let install =
+            method::prepare_install(&self.space, receiver, selector, wasm, provenance, &self.tx)?;
+        let slot = Slot::Method(install.method.clone());
+        tracing::info!(
+            oid = receiver,
+            selector,
+            pattern = candidate.pattern,
+            "synthesized an accessor"
+        );
+        self.tx.install(install);
+        Ok(Some(slot))
+    }
+
+    /// What sending `selector` with `args` to `target` does, given the slot found.
+    fn dispatch(
+        &mut self,
+        target: Oid,
+        slot: Slot,
+        args: &[Value],
+    ) -> Result<Resolved, ActorError> {
+        Ok(match slot {
+            Slot::Data(value) if args.is_empty() => Resolved::Value(value),
+            Slot::Data(_) => Resolved::Status(status::SEND_FAILED),
+            Slot::Method(m) => Resolved::Method { hash: m.hash },
+            Slot::Primitive(p) => self.primitive(target, p, args)?,
+        })
+    }
+
+    fn primitive(
+        &mut self,
+        target: Oid,
+        p: Primitive,
+        args: &[Value],
+    ) -> Result<Resolved, ActorError> {
+        let arity = match p {
+            Primitive::Clone => 0,
+            Primitive::SetSlotValue | Primitive::RollbackMethod => 2,
+        };
+        if args.len() != arity {
+            return Ok(Resolved::Status(status::SEND_FAILED));
+        }
+        Ok(match p {
+            Primitive::Clone => {
+                let slots = self.all_slots(target)?;
+                let new = self.space.allocate_oid();
+                self.tx.create(new, slots);
+                Resolved::Value(make_ref(new))
+            }
+            Primitive::SetSlotValue => match args[0].as_str() {
+                Some(name) => match self.write(target, name, args[1].clone())? {
+                    Ok(()) => Resolved::Value(Value::Nil),
+                    Err(_) => Resolved::Status(status::BAD_VALUE),
+                },
+                None => Resolved::Status(status::BAD_VALUE),
+            },
+            Primitive::RollbackMethod => match (args[0].as_str(), args[1].as_u64()) {
+                (Some(selector), Some(version)) => {
+                    match method::find_version(&self.space, target, selector, version)? {
+                        Some(m) => {
+                            self.tx.set(target, selector.to_string(), Slot::Method(m));
+                            Resolved::Value(Value::Nil)
+                        }
+                        None => Resolved::Status(status::BAD_VALUE),
+                    }
+                }
+                _ => Resolved::Status(status::BAD_VALUE),
+            },
+        })
+    }
+}
+
+fn fault(err: ActorError) -> MethodFault {
+    MethodFault(err.to_string())
+}
+
+impl MethodHost for TxCtx {
+    fn read_slot(&mut self, oid: Oid, name: &str) -> Result<Option<Value>, MethodFault> {
+        match self.lookup(oid, name).map_err(fault)? {
+            Some(Slot::Data(value)) => Ok(Some(value)),
+            _ => Ok(None),
+        }
+    }
+
+    fn write_slot(&mut self, oid: Oid, name: &str, value: Value) -> Result<i32, MethodFault> {
+        Ok(match self.write(oid, name, value).map_err(fault)? {
+            Ok(()) => status::OK,
+            Err(_) => status::BAD_VALUE,
+        })
+    }
+
+    fn resolve(
+        &mut self,
+        target: Oid,
+        selector: &str,
+        args: &[Value],
+    ) -> Result<Resolved, MethodFault> {
+        if !self.exists(target).map_err(fault)? {
+            return Ok(Resolved::Status(status::NO_SUCH_OBJECT));
+        }
+        let slot = match self.lookup(target, selector).map_err(fault)? {
+            Some(slot) => slot,
+            None => match self
+                .synthesize(target, selector, args.len())
+                .map_err(fault)?
+            {
+                Some(slot) => slot,
+                None => return Ok(Resolved::Status(status::SEND_FAILED)),
+            },
+        };
+        self.dispatch(target, slot, args).map_err(fault)
+    }
+
+    fn sandbox(&self) -> Arc<Sandbox> {
+        self.space.sandbox.clone()
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}

@@ -1,0 +1,81 @@
+//! Installing methods: audit, compile, version numbering, history and
+//! rollback. Runs on sandbox threads (compiling and image reads block).
+
+use std::sync::Arc;
+
+use crate::audit;
+use crate::error::ActorError;
+use crate::sandbox::module_hash;
+use crate::slot::{MethodRecord, MethodRef, Provenance};
+use crate::space::SpaceInner;
+use crate::txn::{Install, Transaction};
+use crate::value::{Oid, PARENT_SLOT};
+
+/// Audits and compiles `wasm` and numbers the new version of `selector` on
+/// `oid` (history in the image plus installs already in `tx`).
+pub(crate) fn prepare_install(
+    space: &Arc<SpaceInner>,
+    oid: Oid,
+    selector: &str,
+    wasm: Vec<u8>,
+    provenance: Provenance,
+    tx: &Transaction,
+) -> Result<Install, ActorError> {
+    if selector.is_empty() || selector == PARENT_SLOT {
+        return Err(ActorError::BadRequest(format!(
+            "{selector:?} cannot name a method"
+        )));
+    }
+    audit::audit(&wasm, &space.audit_limits)
+        .map_err(|v| ActorError::CovenantViolation(v.to_string()))?;
+    let hash = module_hash(&wasm);
+    space
+        .sandbox
+        .prepare(&hash, &wasm)
+        .map_err(|e| ActorError::CovenantViolation(format!("compile: {e}")))?;
+    let stored = history(space, oid)?
+        .into_iter()
+        .filter(|(s, _)| s == selector)
+        .map(|(_, r)| r.version)
+        .max()
+        .unwrap_or(0);
+    let pending = tx
+        .installs()
+        .iter()
+        .filter(|i| i.oid == oid && i.selector == selector)
+        .map(|i| i.method.version)
+        .max()
+        .unwrap_or(0);
+    let version = stored.max(pending) + 1;
+    Ok(Install {
+        oid,
+        selector: selector.to_string(),
+        method: MethodRef { version, hash },
+        provenance,
+        wasm,
+    })
+}
+
+/// Every version ever installed on `oid`.
+pub(crate) fn history(
+    space: &SpaceInner,
+    oid: Oid,
+) -> Result<Vec<(String, MethodRecord)>, ActorError> {
+    Ok(space.image.method_history(oid)?)
+}
+
+/// Version `version` of `selector` on `oid`, if it was ever installed.
+pub(crate) fn find_version(
+    space: &SpaceInner,
+    oid: Oid,
+    selector: &str,
+    version: u64,
+) -> Result<Option<MethodRef>, ActorError> {
+    Ok(history(space, oid)?
+        .into_iter()
+        .find(|(s, r)| s == selector && u64::from(r.version) == version)
+        .map(|(_, r)| MethodRef {
+            version: r.version,
+            hash: r.hash,
+        }))
+}

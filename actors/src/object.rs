@@ -1,0 +1,95 @@
+//! The object actor: one per live object. Its mailbox orders the messages
+//! sent to the object (each runs to completion, commit included, before the
+//! next starts), and it passivates the object when idle.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::error::ActorError;
+use crate::space::SpaceInner;
+use crate::table::{InUse, LiveObject};
+
+/// A future returned by an object operation.
+pub type OpFuture<T> = Pin<Box<dyn Future<Output = Result<T, ActorError>> + Send + 'static>>;
+
+/// A request to one object, run by its actor with exclusive access to it.
+pub trait ObjectOp: Send + 'static {
+    /// What the operation answers.
+    type Output: Send + 'static;
+    /// Runs the operation on `receiver`.
+    fn run(self, space: Arc<SpaceInner>, receiver: InUse) -> OpFuture<Self::Output>;
+}
+
+/// The actix message carrying an [`ObjectOp`] to the receiver's actor.
+pub struct Op<T: ObjectOp> {
+    pub(crate) op: T,
+    pub(crate) receiver: InUse,
+}
+
+impl<T: ObjectOp> Message for Op<T> {
+    type Result = Result<T::Output, ActorError>;
+}
+
+/// The actor of one live object.
+pub struct ObjectActor {
+    live: Arc<LiveObject>,
+    space: Arc<SpaceInner>,
+}
+
+impl ObjectActor {
+    pub(crate) fn new(live: Arc<LiveObject>, space: Arc<SpaceInner>) -> Self {
+        ObjectActor { live, space }
+    }
+
+    fn maybe_passivate(&mut self, ctx: &mut Context<Self>) {
+        if self.live.idle_ms() >= self.space.config.passivate_after_ms
+            && self.space.table.remove_if_idle(&self.live)
+        {
+            tracing::trace!(oid = self.live.oid, "passivating idle object");
+            self.space.metrics.passivations.inc();
+            ctx.stop();
+        }
+    }
+}
+
+impl Actor for ObjectActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.space.metrics.actors_live.inc();
+        let every = Duration::from_millis(self.space.config.passivate_check_ms.max(1));
+        ctx.run_interval(every, |act, ctx| act.maybe_passivate(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.space.metrics.actors_live.dec();
+    }
+}
+
+impl<T: ObjectOp> Handler<Op<T>> for ObjectActor {
+    type Result = AtomicResponse<Self, Result<T::Output, ActorError>>;
+
+    fn handle(&mut self, msg: Op<T>, _ctx: &mut Context<Self>) -> Self::Result {
+        let fut = msg.op.run(self.space.clone(), msg.receiver);
+        AtomicResponse::new(Box::pin(fut.into_actor(self)))
+    }
+}
+
+/// Tells an actor whose object turned out not to exist to stop.
+pub(crate) struct Retire;
+
+impl Message for Retire {
+    type Result = ();
+}
+
+impl Handler<Retire> for ObjectActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

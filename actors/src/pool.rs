@@ -1,0 +1,52 @@
+//! The sandbox threads: methods run here, off the actor arbiters, on
+//! threads with stacks deep enough for nested sends (each nesting level
+//! holds a wasm stack of up to `max_wasm_stack`).
+
+use crossbeam_channel::Sender;
+use tokio::sync::oneshot;
+
+use crate::error::ActorError;
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A fixed pool of sandbox threads.
+pub(crate) struct Pool {
+    jobs: Sender<Job>,
+}
+
+/// Stack of each sandbox thread: room for the send depth limit times the
+/// wasm stack limit, plus host frames (only touched pages use memory).
+const STACK_BYTES: usize = 64 * 1024 * 1024;
+
+impl Pool {
+    pub(crate) fn new(threads: usize) -> std::io::Result<Pool> {
+        let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("batos-sandbox-{i}"))
+                .stack_size(STACK_BYTES)
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                })?;
+        }
+        Ok(Pool { jobs })
+    }
+
+    /// Runs `f` on a sandbox thread and waits for it without blocking the caller's thread.
+    pub(crate) async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ActorError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| ActorError::internal("the sandbox pool is shut down"))?;
+        rx.await
+            .map_err(|_| ActorError::internal("a sandbox thread dropped its job"))
+    }
+}

@@ -1,0 +1,101 @@
+//! The kernel's built-in methods (`clone`, `setSlot_value_`) and the slot
+//! writes the bridge commands share with them.
+
+use std::sync::Arc;
+
+use crate::error::ActorError;
+use crate::slot::{Primitive, Slot};
+use crate::space::SpaceInner;
+use crate::table::InUse;
+use crate::txn::Transaction;
+use crate::value::{kind, make_ref, Oid, Value};
+
+/// Runs primitive `p` with `self` = `receiver`.
+pub(crate) async fn run(
+    space: &Arc<SpaceInner>,
+    receiver: &InUse,
+    p: Primitive,
+    args: Vec<Value>,
+) -> Result<Value, ActorError> {
+    match p {
+        Primitive::Clone => {
+            expect_args(p, &args, 0)?;
+            clone(space, receiver).await.map(make_ref)
+        }
+        Primitive::RollbackMethod => Err(ActorError::internal(
+            "rollback runs in a transaction, not here",
+        )),
+        Primitive::SetSlotValue => {
+            expect_args(p, &args, 2)?;
+            let mut args = args.into_iter();
+            let name = match args.next() {
+                Some(Value::String(s)) => s
+                    .into_str()
+                    .ok_or_else(|| ActorError::BadRequest("slot name is not valid UTF-8".into()))?,
+                Some(other) => {
+                    return Err(ActorError::BadRequest(format!(
+                        "setSlot_value_: the slot name must be a str, got {}",
+                        kind(&other)
+                    )))
+                }
+                None => unreachable!("arity checked"),
+            };
+            let value = args.next().unwrap_or(Value::Nil);
+            set_slot(space, receiver.oid, name, value).await?;
+            Ok(Value::Nil)
+        }
+    }
+}
+
+fn expect_args(p: Primitive, args: &[Value], n: usize) -> Result<(), ActorError> {
+    if args.len() == n {
+        Ok(())
+    } else {
+        Err(ActorError::BadRequest(format!(
+            "{} takes {n} argument(s), got {}",
+            p.selector(),
+            args.len()
+        )))
+    }
+}
+
+/// Validates and durably writes one data slot of `oid`.
+pub(crate) async fn set_slot(
+    space: &Arc<SpaceInner>,
+    oid: Oid,
+    name: String,
+    value: Value,
+) -> Result<(), ActorError> {
+    if name.is_empty() {
+        return Err(ActorError::BadRequest(
+            "slot names must not be empty".into(),
+        ));
+    }
+    let value = space.prepare_slot_value(&name, value).await?;
+    let mut tx = Transaction::new();
+    tx.set(oid, name, Slot::Data(value));
+    space.commit(tx).await.map(drop)
+}
+
+/// Creates a shallow copy of `receiver` (same slots, so the same parents).
+pub(crate) async fn clone(space: &Arc<SpaceInner>, receiver: &InUse) -> Result<Oid, ActorError> {
+    let new = space.allocate_oid();
+    space
+        .commit_with_retry(|| async {
+            let (slots, version) = receiver.read(|s| {
+                (
+                    s.slots
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<Vec<_>>(),
+                    s.version,
+                )
+            })?;
+            let mut tx = Transaction::new();
+            tx.read(receiver.oid, version);
+            tx.create(new, slots);
+            Ok(tx)
+        })
+        .await?;
+    Ok(new)
+}

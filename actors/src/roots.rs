@@ -1,0 +1,106 @@
+//! The root objects every image starts with, and the genesis transaction that makes them.
+
+use crate::slot::{Primitive, Slot};
+use crate::txn::Transaction;
+use crate::value::{make_ref, Oid, Value, PARENT_SLOT};
+
+/// The delegation root: carries the primitives every object can be sent.
+pub const TRAITS: &str = "traits_obj";
+/// The cognitive core's object.
+pub const PLLM: &str = "pLLM_obj";
+/// The first object of the image, the user's entry point.
+pub const GENESIS: &str = "genesis_obj";
+/// The memory manager (experts' tiers).
+pub const MEMORY_MANAGER: &str = "memory_manager_obj";
+/// The knowledge catalog (fractal memory).
+pub const KNOWLEDGE_CATALOG: &str = "knowledge_catalog_obj";
+/// The orchestrator (cognitive cycles).
+pub const ORCHESTRATOR: &str = "orchestrator_obj";
+
+/// Root names in creation order (so a fresh image gives them oids 1..=6).
+pub const ROOT_NAMES: [&str; 6] = [
+    TRAITS,
+    PLLM,
+    GENESIS,
+    MEMORY_MANAGER,
+    KNOWLEDGE_CATALOG,
+    ORCHESTRATOR,
+];
+
+/// The name → oid table of the roots of one image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roots {
+    entries: Vec<(String, Oid)>,
+}
+
+impl Roots {
+    /// Roots as loaded from the image.
+    pub fn new(entries: Vec<(String, Oid)>) -> Self {
+        Roots { entries }
+    }
+
+    /// The oid of a root by name.
+    pub fn oid(&self, name: &str) -> Option<Oid> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, oid)| *oid)
+    }
+
+    /// The oid of `traits_obj`, the default parent.
+    pub fn traits(&self) -> Oid {
+        self.oid(TRAITS).expect("roots always include traits_obj")
+    }
+
+    /// All roots, in creation order.
+    pub fn entries(&self) -> &[(String, Oid)] {
+        &self.entries
+    }
+
+    /// Checks that every root the kernel needs is present.
+    pub fn is_complete(&self) -> bool {
+        ROOT_NAMES.iter().all(|n| self.oid(n).is_some())
+    }
+
+    /// A root table as a fresh image would have it (for unit tests).
+    pub fn fixed_for_tests() -> Self {
+        Roots::new(
+            ROOT_NAMES
+                .iter()
+                .zip(1..)
+                .map(|(n, oid)| (n.to_string(), oid))
+                .collect(),
+        )
+    }
+}
+
+/// The genesis transaction: creates the roots with the given oids (one per
+/// name in [`ROOT_NAMES`] order) and records the root table.
+pub fn genesis(oids: [Oid; 6]) -> (Roots, Transaction) {
+    let roots = Roots::new(
+        ROOT_NAMES
+            .iter()
+            .zip(oids)
+            .map(|(n, o)| (n.to_string(), o))
+            .collect(),
+    );
+    let traits = roots.traits();
+    let oid = |name| roots.oid(name).expect("root");
+    let mut tx = Transaction::new();
+    for name in ROOT_NAMES {
+        let parents = match name {
+            TRAITS => Value::Array(vec![]),
+            GENESIS => Value::Array(vec![make_ref(oid(PLLM)), make_ref(traits)]),
+            _ => Value::Array(vec![make_ref(traits)]),
+        };
+        let mut slots = vec![(PARENT_SLOT.to_string(), Slot::Data(parents))];
+        if name == TRAITS {
+            for p in Primitive::ALL {
+                slots.push((p.selector().to_string(), Slot::Primitive(p)));
+            }
+        }
+        tx.create(oid(name), slots);
+    }
+    tx.set_roots(roots.entries().to_vec());
+    (roots, tx)
+}

@@ -1,0 +1,119 @@
+//! A transaction: every change one message makes, committed atomically once.
+
+use std::collections::BTreeMap;
+
+use crate::slot::{MethodRef, Provenance, Slot};
+use crate::value::Oid;
+
+/// Changes to one object within a transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObjectChanges {
+    /// The object is created by this transaction.
+    pub created: bool,
+    /// Slot name → new contents (`None` = removed). Later writes win.
+    pub slots: BTreeMap<String, Option<Slot>>,
+}
+
+/// The changes of one message, plus the object versions it read (checked
+/// at commit: optimistic concurrency across objects).
+#[derive(Clone, Debug, Default)]
+pub struct Transaction {
+    pub(crate) writes: BTreeMap<Oid, ObjectChanges>,
+    pub(crate) reads: BTreeMap<Oid, u64>,
+    pub(crate) roots: Option<Vec<(String, Oid)>>,
+    pub(crate) installs: Vec<Install>,
+}
+
+/// A method version installed by a transaction: its history record and
+/// module are written with it, and its slot points at it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Install {
+    /// The object the method is installed on.
+    pub oid: Oid,
+    /// The selector.
+    pub selector: String,
+    /// Version and module hash.
+    pub method: MethodRef,
+    /// Who or what made it.
+    pub provenance: Provenance,
+    /// The module binary (stored once per hash).
+    pub wasm: Vec<u8>,
+}
+
+impl Transaction {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates object `oid` with these slots.
+    pub fn create(&mut self, oid: Oid, slots: Vec<(String, Slot)>) {
+        let changes = self.writes.entry(oid).or_default();
+        changes.created = true;
+        for (name, slot) in slots {
+            changes.slots.insert(name, Some(slot));
+        }
+    }
+
+    /// Sets one slot.
+    pub fn set(&mut self, oid: Oid, name: String, slot: Slot) {
+        self.writes
+            .entry(oid)
+            .or_default()
+            .slots
+            .insert(name, Some(slot));
+    }
+
+    /// Removes one slot.
+    pub fn remove(&mut self, oid: Oid, name: String) {
+        self.writes.entry(oid).or_default().slots.insert(name, None);
+    }
+
+    /// Records that this transaction's result depends on `oid` at `version`.
+    pub fn read(&mut self, oid: Oid, version: u64) {
+        self.reads.entry(oid).or_insert(version);
+    }
+
+    /// Installs a method version and points its slot at it.
+    pub fn install(&mut self, install: Install) {
+        self.set(
+            install.oid,
+            install.selector.clone(),
+            Slot::Method(install.method.clone()),
+        );
+        self.installs.push(install);
+    }
+
+    /// Method versions this transaction installs.
+    pub fn installs(&self) -> &[Install] {
+        &self.installs
+    }
+
+    /// Records the root table (genesis only).
+    pub fn set_roots(&mut self, roots: Vec<(String, Oid)>) {
+        self.roots = Some(roots);
+    }
+
+    /// Whether the transaction changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.roots.is_none()
+    }
+
+    /// The per-object changes, in oid order.
+    pub fn writes(&self) -> &BTreeMap<Oid, ObjectChanges> {
+        &self.writes
+    }
+
+    /// The root table this transaction records, if any.
+    pub fn roots(&self) -> Option<&[(String, Oid)]> {
+        self.roots.as_deref()
+    }
+
+    /// Objects this transaction creates.
+    pub fn created(&self) -> impl Iterator<Item = Oid> + '_ {
+        self.writes
+            .iter()
+            .filter(|(_, c)| c.created)
+            .map(|(oid, _)| *oid)
+    }
+}

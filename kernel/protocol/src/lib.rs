@@ -1,0 +1,167 @@
+//! The Synaptic Bridge wire contract, version 1 (`shared/design/protocol.md`):
+//! the request decoder, the commands, the reply encoder and the error codes.
+//! Wire types live here and nowhere else. This crate has no heavy
+//! dependencies so the request decoder can be fuzzed on its own (`fuzz/`).
+
+mod command;
+mod request;
+
+pub use command::{Command, MethodCode, ObjRef};
+pub use request::{decode_request, DecodeError, Request};
+
+use rmpv::Value;
+
+/// The protocol version this kernel speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Deepest nesting a request body may have (envelope included).
+pub const MAX_DEPTH: usize = 128;
+
+/// Every error code of protocol v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Not MessagePack, not a map, or a missing or mistyped field.
+    BadRequest,
+    /// The body is larger than the configured limit.
+    TooLarge,
+    /// `v` is not 1.
+    UnsupportedVersion,
+    /// `command` names no command.
+    UnknownCommand,
+    /// No object has that oid.
+    NoSuchObject,
+    /// The object has no such slot.
+    NoSuchSlot,
+    /// No method, and none could be generated.
+    DoesNotUnderstand,
+    /// A method was refused by the audit.
+    CovenantViolation,
+    /// A method trapped or ran out of fuel, memory or time.
+    MethodTrap,
+    /// Back-pressure: try later.
+    Overloaded,
+    /// The subsystem is not built or not configured.
+    Unavailable,
+    /// A kernel fault.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics and docs.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadRequest,
+        ErrorCode::TooLarge,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::UnknownCommand,
+        ErrorCode::NoSuchObject,
+        ErrorCode::NoSuchSlot,
+        ErrorCode::DoesNotUnderstand,
+        ErrorCode::CovenantViolation,
+        ErrorCode::MethodTrap,
+        ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::NoSuchObject => "no_such_object",
+            ErrorCode::NoSuchSlot => "no_such_slot",
+            ErrorCode::DoesNotUnderstand => "does_not_understand",
+            ErrorCode::CovenantViolation => "covenant_violation",
+            ErrorCode::MethodTrap => "method_trap",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The code with this wire name.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// An error reply: a code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// The protocol error code.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl WireError {
+    /// An error with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+/// Encodes a reply body: `{"v": 1, "id"?, "status", "result" | "error"}`.
+pub fn encode_reply(id: Option<&Value>, outcome: &Result<Value, WireError>) -> Vec<u8> {
+    let mut entries = Vec::with_capacity(4);
+    entries.push((Value::from("v"), Value::from(PROTOCOL_VERSION)));
+    if let Some(id) = id {
+        entries.push((Value::from("id"), id.clone()));
+    }
+    match outcome {
+        Ok(result) => {
+            entries.push((Value::from("status"), Value::from("ok")));
+            entries.push((Value::from("result"), result.clone()));
+        }
+        Err(err) => {
+            entries.push((Value::from("status"), Value::from("error")));
+            entries.push((
+                Value::from("error"),
+                Value::Map(vec![
+                    (Value::from("code"), Value::from(err.code.as_str())),
+                    (Value::from("message"), Value::from(err.message.as_str())),
+                ]),
+            ));
+        }
+    }
+    let mut out = Vec::with_capacity(64);
+    rmpv::encode::write_value(&mut out, &Value::Map(entries))
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
+/// A map value from `(key, value)` pairs.
+pub fn map<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
+/// A short name for a value's type, for error messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Nil => "nil",
+        Value::Boolean(_) => "bool",
+        Value::Integer(_) => "int",
+        Value::F32(_) | Value::F64(_) => "float",
+        Value::String(_) => "str",
+        Value::Binary(_) => "bin",
+        Value::Array(_) => "array",
+        Value::Map(_) => "map",
+        Value::Ext(..) => "ext",
+    }
+}

@@ -1,0 +1,69 @@
+//! The events socket: committed state changes published on PUB.
+
+use batos_actors::committer::{EventSink, StateEvent};
+use futures::SinkExt;
+use prometheus::IntCounter;
+use rmpv::Value;
+use tokio::sync::mpsc;
+
+use crate::protocol::map;
+
+/// Topic of state change events.
+pub const TOPIC_STATE: &str = "uvm_state_update";
+
+/// Hands events from the committer thread to the PUB task without blocking;
+/// when the queue is full the event is dropped and counted.
+pub struct QueueSink {
+    tx: mpsc::Sender<StateEvent>,
+    dropped: IntCounter,
+}
+
+impl QueueSink {
+    /// A sink and the receiving end for [`publish`].
+    pub fn new(capacity: usize, dropped: IntCounter) -> (QueueSink, mpsc::Receiver<StateEvent>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (QueueSink { tx, dropped }, rx)
+    }
+}
+
+impl EventSink for QueueSink {
+    fn publish(&self, event: StateEvent) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
+
+/// The wire body of a state event.
+pub fn encode_state_event(event: &StateEvent) -> Vec<u8> {
+    let changed = event
+        .changed
+        .iter()
+        .map(|(k, v)| (Value::from(k.as_str()), v.clone()))
+        .collect();
+    let removed = event
+        .removed
+        .iter()
+        .map(|k| Value::from(k.as_str()))
+        .collect();
+    let body = map([
+        ("event", Value::from(TOPIC_STATE)),
+        ("oid", Value::from(event.oid)),
+        ("changed", Value::Map(changed)),
+        ("removed", Value::Array(removed)),
+        ("tx", Value::from(event.tx)),
+    ]);
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &body).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// Publishes events until the queue closes.
+pub async fn publish(mut socket: tmq::publish::Publish, mut rx: mpsc::Receiver<StateEvent>) {
+    while let Some(event) = rx.recv().await {
+        let frames = vec![TOPIC_STATE.as_bytes().to_vec(), encode_state_event(&event)];
+        if let Err(err) = socket.send(tmq::Multipart::from(frames)).await {
+            tracing::warn!(error = %err, "publishing an event failed");
+        }
+    }
+}

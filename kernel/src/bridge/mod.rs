@@ -1,0 +1,292 @@
+//! The Synaptic Bridge: the only module that touches ZeroMQ. A ROUTER
+//! socket takes requests (REQ or DEALER clients, pipelined by `id`), a PUB
+//! socket publishes events. Every request gets exactly one reply.
+
+pub mod endpoint;
+pub mod events;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use futures::{SinkExt, StreamExt};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use rmpv::Value;
+use tmq::{AsZmqSocket, Multipart};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::cmd::{self, Context};
+use crate::config::BridgeConfig;
+use crate::error::KernelError;
+use crate::protocol::{decode_request, encode_reply, ErrorCode, WireError};
+
+/// Metrics label for bodies that named no known command.
+const INVALID: &str = "invalid";
+
+/// Request metrics of the bridge.
+#[derive(Clone)]
+pub struct BridgeMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    inflight: IntGauge,
+}
+
+impl BridgeMetrics {
+    /// Creates and registers the collectors.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "batos_bridge_requests_total",
+                "Requests answered, by command and status (ok or error code)",
+            ),
+            &["command", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "batos_bridge_request_duration_seconds",
+                "Time from receiving a request to its reply",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_01, 2.0, 20)?),
+            &["command"],
+        )?;
+        let inflight = IntGauge::new("batos_bridge_inflight_requests", "Requests being worked on")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(inflight.clone()))?;
+        Ok(BridgeMetrics {
+            requests,
+            duration,
+            inflight,
+        })
+    }
+
+    fn record(&self, command: &str, outcome: &Result<Value, WireError>, started: Instant) {
+        let status = match outcome {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
+        };
+        self.requests.with_label_values(&[command, status]).inc();
+        self.duration
+            .with_label_values(&[command])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The bound sockets, before serving.
+pub struct Sockets {
+    router: tmq::router::Router,
+    publish: tmq::publish::Publish,
+    /// The commands endpoint actually bound (ports resolved).
+    pub endpoint: String,
+    /// The events endpoint actually bound.
+    pub events: String,
+}
+
+/// Binds the ROUTER and PUB sockets (loopback only).
+pub fn bind(config: &BridgeConfig) -> Result<Sockets, KernelError> {
+    endpoint::check_local(&config.endpoint)?;
+    endpoint::check_local(&config.events)?;
+    let zmq = tmq::Context::new();
+    let bridge = |what: &str, e: tmq::TmqError| KernelError::Bridge(format!("{what}: {e}"));
+    // Bodies far over the limit are cut by ZeroMQ before they reach memory;
+    // those between the limit and this cap get a `too_large` reply.
+    let hard_cap = (config.max_request_bytes as i64)
+        .saturating_mul(4)
+        .max(1 << 20);
+    let router = tmq::router(&zmq)
+        .set_linger(1000)
+        .set_maxmsgsize(hard_cap)
+        .set_rcvhwm(100_000)
+        .set_sndhwm(100_000)
+        .bind(&config.endpoint)
+        .map_err(|e| bridge(&format!("binding {}", config.endpoint), e))?;
+    let publish = tmq::publish(&zmq)
+        .set_linger(0)
+        .bind(&config.events)
+        .map_err(|e| bridge(&format!("binding {}", config.events), e))?;
+    let last = |s: &zmq::Socket| -> Result<String, KernelError> {
+        s.get_last_endpoint()
+            .map_err(|e| KernelError::Bridge(e.to_string()))?
+            .map_err(|_| KernelError::Bridge("endpoint is not UTF-8".into()))
+    };
+    let endpoint = last(router.get_socket())?;
+    let events = last(publish.get_socket())?;
+    Ok(Sockets {
+        router,
+        publish,
+        endpoint,
+        events,
+    })
+}
+
+/// Limits the bridge enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Larger bodies get `too_large`.
+    pub max_request_bytes: usize,
+    /// More concurrent requests get `overloaded`.
+    pub max_inflight: usize,
+}
+
+/// Serves requests until `shutdown` turns true, then stops reading, lets
+/// every in-flight request finish and reply, and returns. Events are
+/// published until `events` closes.
+pub async fn serve(
+    sockets: Sockets,
+    ctx: Arc<Context>,
+    limits: Limits,
+    metrics: BridgeMetrics,
+    events: mpsc::Receiver<batos_actors::committer::StateEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let publisher = actix::spawn(events::publish(sockets.publish, events));
+    let (mut sink, mut stream) = sockets.router.split();
+    let (reply_tx, mut reply_rx) = mpsc::unbounded_channel::<Multipart>();
+    let writer = actix::spawn(async move {
+        while let Some(frames) = reply_rx.recv().await {
+            if let Err(err) = sink.send(frames).await {
+                tracing::warn!(error = %err, "sending a reply failed");
+            }
+        }
+        sink
+    });
+    let state = Rc::new(Served {
+        inflight: Cell::new(0),
+        idle: Notify::new(),
+        reply_tx,
+        metrics,
+        limits,
+        ctx,
+    });
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            next = stream.next() => match next {
+                Some(Ok(frames)) => handle(&state, frames).await,
+                Some(Err(err)) => tracing::warn!(error = %err, "receiving a request failed"),
+                None => break,
+            },
+        }
+    }
+    tracing::info!(
+        inflight = state.inflight.get(),
+        "bridge stopped taking requests; finishing in-flight ones"
+    );
+    while state.inflight.get() > 0 {
+        state.idle.notified().await;
+    }
+    drop(stream);
+    let Ok(served) = Rc::try_unwrap(state) else {
+        tracing::error!("bridge state still shared at shutdown");
+        return;
+    };
+    drop(served.reply_tx);
+    // The writer ends once every queued reply is handed to ZeroMQ; the
+    // socket's linger then gives them time to leave.
+    if let Ok(sink) = writer.await {
+        drop(sink);
+    }
+    publisher.abort();
+}
+
+struct Served {
+    inflight: Cell<usize>,
+    idle: Notify,
+    reply_tx: mpsc::UnboundedSender<Multipart>,
+    metrics: BridgeMetrics,
+    limits: Limits,
+    ctx: Arc<Context>,
+}
+
+impl Served {
+    fn reply(
+        &self,
+        mut envelope: Multipart,
+        id: Option<&Value>,
+        outcome: &Result<Value, WireError>,
+    ) {
+        envelope.push_back(tmq::Message::from(encode_reply(id, outcome)));
+        // The writer lives until every sender is gone.
+        let _ = self.reply_tx.send(envelope);
+    }
+
+    fn finish(&self) {
+        let n = self.inflight.get() - 1;
+        self.inflight.set(n);
+        self.metrics.inflight.set(n as i64);
+        if n == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+async fn handle(state: &Rc<Served>, mut frames: Multipart) {
+    let started = Instant::now();
+    let Some(body) = frames.pop_back() else {
+        return;
+    };
+    let envelope = frames;
+    if body.len() > state.limits.max_request_bytes {
+        let outcome = Err(WireError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "request body is {} bytes; the limit is {}",
+                body.len(),
+                state.limits.max_request_bytes
+            ),
+        ));
+        state.metrics.record(INVALID, &outcome, started);
+        state.reply(envelope, None, &outcome);
+        return;
+    }
+    let request = match decode_request(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            let outcome = Err(err.error);
+            state
+                .metrics
+                .record(err.command.unwrap_or(INVALID), &outcome, started);
+            state.reply(envelope, err.id.as_ref(), &outcome);
+            return;
+        }
+    };
+    let name = request.command.name();
+    if state.inflight.get() >= state.limits.max_inflight {
+        let outcome = Err(WireError::new(
+            ErrorCode::Overloaded,
+            format!(
+                "{} requests in flight (the limit); retry later",
+                state.inflight.get()
+            ),
+        ));
+        state.metrics.record(name, &outcome, started);
+        state.reply(envelope, request.id.as_ref(), &outcome);
+        return;
+    }
+    state.inflight.set(state.inflight.get() + 1);
+    state.metrics.inflight.set(state.inflight.get() as i64);
+    let ctx = state.ctx.clone();
+    let command = request.command;
+    let mut work = Box::pin(async move { cmd::execute(&ctx, command).await });
+    // Poll once here, so each request reaches its object's mailbox in the
+    // order it arrived; finish in the background only if it has to wait.
+    match futures::poll!(work.as_mut()) {
+        Poll::Ready(outcome) => {
+            state.metrics.record(name, &outcome, started);
+            state.reply(envelope, request.id.as_ref(), &outcome);
+            state.finish();
+        }
+        Poll::Pending => {
+            let state = state.clone();
+            actix::spawn(async move {
+                let outcome = work.await;
+                state.metrics.record(name, &outcome, started);
+                state.reply(envelope, request.id.as_ref(), &outcome);
+                state.finish();
+            });
+        }
+    }
+}

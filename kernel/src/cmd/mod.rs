@@ -1,0 +1,94 @@
+//! The commands: one module per command family, each turning a decoded
+//! [`Command`] into calls on the object space and a result value.
+
+mod method;
+mod object;
+mod ping;
+mod send;
+mod slot;
+mod snapshot;
+mod state;
+mod subsystems;
+
+use std::time::Instant;
+
+use batos_actors::{ActorError, ObjectSpace, Oid};
+use rmpv::Value;
+
+use crate::protocol::{Command, ErrorCode, ObjRef, WireError};
+
+/// What every command can reach.
+pub struct Context {
+    /// The object space.
+    pub space: ObjectSpace,
+    /// When the kernel started (for `ping`'s uptime).
+    pub started: Instant,
+}
+
+/// Runs one command.
+pub async fn execute(ctx: &Context, command: Command) -> Result<Value, WireError> {
+    match command {
+        Command::Ping => Ok(ping::execute(ctx)),
+        Command::GetFullState { oid } => state::execute(ctx, oid).await,
+        Command::CreateObject { slots } => object::create(ctx, slots).await,
+        Command::Clone { oid } => object::clone(ctx, oid).await,
+        Command::GetSlot { oid, slot } => slot::get(ctx, oid, slot).await,
+        Command::SetSlot { oid, slot, value } => slot::set(ctx, oid, slot, value).await,
+        Command::RemoveSlot { oid, slot } => slot::remove(ctx, oid, slot).await,
+        Command::Send {
+            oid,
+            selector,
+            args,
+        } => send::execute(ctx, oid, selector, args).await,
+        Command::Snapshot => snapshot::execute(ctx).await,
+        Command::CreateMethod {
+            oid,
+            selector,
+            code,
+        } => method::create(ctx, oid, selector, code).await,
+        Command::Ingest { .. } | Command::SearchMemory { .. } => Err(subsystems::unavailable(
+            "fractal memory",
+            subsystems::MEMORY,
+        )),
+        Command::ListExperts | Command::Infer { .. } => Err(subsystems::unavailable(
+            "the cognitive core",
+            subsystems::COGNITIVE_CORE,
+        )),
+        Command::StartCycle { .. } | Command::GetCycle { .. } => Err(subsystems::unavailable(
+            "cognitive cycles",
+            subsystems::CYCLES,
+        )),
+    }
+}
+
+/// The oid an [`ObjRef`] names.
+pub(crate) fn resolve(ctx: &Context, oid: ObjRef) -> Result<Oid, WireError> {
+    match oid {
+        ObjRef::Oid(oid) => Ok(oid),
+        ObjRef::Root(name) => ctx.space.roots().oid(&name).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::NoSuchObject,
+                format!("no root object named {name:?}"),
+            )
+        }),
+    }
+}
+
+/// Maps an object-model error to its wire code.
+pub(crate) fn wire_error(err: ActorError) -> WireError {
+    let code = match &err {
+        ActorError::BadRequest(_) => ErrorCode::BadRequest,
+        ActorError::NoSuchObject(_) => ErrorCode::NoSuchObject,
+        ActorError::NoSuchSlot { .. } => ErrorCode::NoSuchSlot,
+        ActorError::DoesNotUnderstand(_) => ErrorCode::DoesNotUnderstand,
+        ActorError::CovenantViolation(_) => ErrorCode::CovenantViolation,
+        ActorError::MethodTrap(_) => ErrorCode::MethodTrap,
+        ActorError::Overloaded(_) => ErrorCode::Overloaded,
+        ActorError::Unavailable(_) => ErrorCode::Unavailable,
+        ActorError::Image(_) | ActorError::Internal(_) => ErrorCode::Internal,
+    };
+    if code == ErrorCode::Internal {
+        tracing::error!(error = %err, "internal error answering a request");
+    }
+    WireError::new(code, err.to_string())
+}

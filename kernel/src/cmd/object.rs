@@ -1,0 +1,17 @@
+//! `create_object` and `clone`.
+
+use rmpv::Value;
+
+use super::{resolve, wire_error, Context};
+use crate::protocol::{map, ObjRef, WireError};
+
+pub(super) async fn create(ctx: &Context, slots: Vec<(String, Value)>) -> Result<Value, WireError> {
+    let oid = ctx.space.create_object(slots).await.map_err(wire_error)?;
+    Ok(map([("oid", Value::from(oid))]))
+}
+
+pub(super) async fn clone(ctx: &Context, oid: ObjRef) -> Result<Value, WireError> {
+    let oid = resolve(ctx, oid)?;
+    let new = ctx.space.clone_object(oid).await.map_err(wire_error)?;
+    Ok(map([("oid", Value::from(new))]))
+}

@@ -1,0 +1,274 @@
+//! Kernel configuration: built-in defaults, overridden by a TOML file, then by
+//! `BATOS_<SECTION>_<KEY>` environment variables, then by command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::KernelError;
+
+/// The whole configuration. `config/batos.toml` documents every key.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Process-wide settings.
+    pub kernel: KernelConfig,
+    /// The Synaptic Bridge (ZeroMQ).
+    pub bridge: BridgeConfig,
+    /// The image (RocksDB).
+    pub store: StoreConfig,
+    /// Object actors.
+    pub actors: ActorsConfig,
+    /// The method sandbox and its audit.
+    pub sandbox: SandboxConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[kernel]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelConfig {
+    /// Directory holding the image (`image/`) and snapshots (`snapshots/`).
+    pub data_dir: PathBuf,
+    /// Log filter (tracing `EnvFilter` syntax) used when `RUST_LOG` is unset.
+    pub log: String,
+    /// Start the display_yourself first conversation on a fresh image.
+    pub first_conversation: bool,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            data_dir: PathBuf::from("data"),
+            log: "info".into(),
+            first_conversation: true,
+        }
+    }
+}
+
+/// `[bridge]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// Commands socket (ROUTER, bound). Loopback only (see Security).
+    pub endpoint: String,
+    /// Events socket (PUB, bound). Loopback only.
+    pub events: String,
+    /// Requests with a larger body get `too_large`.
+    pub max_request_bytes: usize,
+    /// Requests being worked on at once; past this, `overloaded`.
+    pub max_inflight: usize,
+    /// Events queued for the PUB socket before new ones are dropped.
+    pub event_queue: usize,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            endpoint: "tcp://127.0.0.1:5555".into(),
+            events: "tcp://127.0.0.1:5556".into(),
+            max_request_bytes: 16 * 1024 * 1024,
+            max_inflight: 1024,
+            event_queue: 65_536,
+        }
+    }
+}
+
+/// How durable an acknowledged write is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync'd before the reply (group commit shares one fsync).
+    Sync,
+    /// In the write-ahead log (OS page cache) before the reply: survives a
+    /// process crash, not a power cut.
+    Buffered,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `"sync"` or `"buffered"`.
+    pub durability: Durability,
+    /// RocksDB block cache.
+    pub block_cache_bytes: usize,
+    /// Most transactions in one group commit.
+    pub max_group_commit: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            durability: Durability::Sync,
+            block_cache_bytes: 32 * 1024 * 1024,
+            max_group_commit: 512,
+        }
+    }
+}
+
+/// `[actors]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorsConfig {
+    /// Threads hosting object actors; 0 = one per CPU core.
+    pub arbiters: usize,
+    /// A live object idle this long is passivated (its actor stops).
+    pub passivate_after_ms: u64,
+    /// How often each object checks whether it is idle.
+    pub passivate_check_ms: u64,
+}
+
+impl Default for ActorsConfig {
+    fn default() -> Self {
+        ActorsConfig {
+            arbiters: 0,
+            passivate_after_ms: 60_000,
+            passivate_check_ms: 5_000,
+        }
+    }
+}
+
+/// `[sandbox]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Threads running methods.
+    pub threads: usize,
+    /// Fuel (about one unit per wasm instruction) per method call.
+    pub fuel_per_call: u64,
+    /// Linear memory one method call may use.
+    pub max_memory_bytes: usize,
+    /// Wall-clock time for one message, nested sends included.
+    pub wall_clock_ms: u64,
+    /// Deepest chain of nested sends.
+    pub max_send_depth: u32,
+    /// Largest module binary the audit accepts.
+    pub max_module_bytes: usize,
+    /// Most memory pages (64 KiB) a module may declare.
+    pub max_memory_pages: u64,
+    /// Most table elements a module may declare.
+    pub max_table_elements: u64,
+    /// Most functions a module may define.
+    pub max_functions: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            threads: 2,
+            fuel_per_call: 50_000_000,
+            max_memory_bytes: 16 * 1024 * 1024,
+            wall_clock_ms: 2_000,
+            max_send_depth: 32,
+            max_module_bytes: 1024 * 1024,
+            max_memory_pages: 256,
+            max_table_elements: 10_000,
+            max_functions: 10_000,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `HOST:PORT` of the Prometheus endpoint (`/metrics`); empty disables it.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+const SECTIONS: [&str; 6] = ["kernel", "bridge", "store", "actors", "sandbox", "metrics"];
+
+impl Config {
+    /// Defaults, then the file (if any), then `BATOS_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, KernelError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| KernelError::Config(format!("reading {}: {e}", path.display())))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| KernelError::Config(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, std::env::vars())?;
+        Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| KernelError::Config(e.to_string()))
+    }
+
+    /// Parses configuration text (no environment).
+    pub fn from_toml(text: &str) -> Result<Config, KernelError> {
+        toml::from_str(text).map_err(|e| KernelError::Config(e.to_string()))
+    }
+}
+
+/// Overlays `BATOS_<SECTION>_<KEY>=VALUE` variables onto a config table. The
+/// value is read as a TOML value when it parses as one, else as a string.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), KernelError> {
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("BATOS_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
+        if !SECTIONS.contains(&section) {
+            continue;
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let section_table = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| KernelError::Config(format!("[{section}] is not a table")))?;
+        section_table.insert(key.to_string(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_parses_and_equals_defaults() {
+        let text = include_str!("../../config/batos.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("[bridge]\nendpont = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("endpont"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut table: toml::Table = toml::from_str("[store]\ndurability = \"sync\"\n").unwrap();
+        let vars = [
+            ("BATOS_STORE_DURABILITY".to_string(), "buffered".to_string()),
+            ("BATOS_BRIDGE_MAX_INFLIGHT".to_string(), "7".to_string()),
+            ("BATOS_BIN".to_string(), "/elsewhere".to_string()),
+        ];
+        apply_env(&mut table, vars.into_iter()).unwrap();
+        let config = Config::deserialize(toml::Value::Table(table)).unwrap();
+        assert_eq!(config.store.durability, Durability::Buffered);
+        assert_eq!(config.bridge.max_inflight, 7);
+    }
+}

@@ -1,0 +1,17 @@
+//! The BAT OS kernel: the image on RocksDB ([`store`]), the Synaptic Bridge
+//! over ZeroMQ ([`bridge`], [`protocol`], [`cmd`]), metrics, configuration,
+//! and the lifecycle that ties them to the object space ([`server::run`]).
+
+pub mod bridge;
+pub mod cli;
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub use batos_protocol as protocol;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use error::KernelError;

@@ -1,0 +1,179 @@
+//! The `batos` binary: `batos run` starts the kernel; the other subcommands
+//! are a client for people, speaking the Synaptic Bridge protocol.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use batos_kernel::cli::{self, ExitCode, Request};
+use batos_kernel::config::{Config, Durability};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "batos",
+    version,
+    about = "BAT OS: a persistent, self-extending object system"
+)]
+struct Cli {
+    /// Commands endpoint (ROUTER). For `run` it overrides the config file.
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// How long client subcommands wait for a reply.
+    #[arg(long, global = true, default_value_t = 5000)]
+    timeout_ms: i32,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the kernel.
+    Run(RunArgs),
+    /// Check the kernel answers; print its version, uptime and object count.
+    Ping,
+    /// Show an object's slots, or the roots and object count.
+    State {
+        /// Oid or root name (e.g. genesis_obj).
+        oid: Option<String>,
+    },
+    /// Print a slot's value (no delegation).
+    Get { oid: String, slot: String },
+    /// Set a slot to a JSON value.
+    Set {
+        oid: String,
+        slot: String,
+        json: String,
+    },
+    /// Send a message; arguments are JSON values.
+    Send {
+        oid: String,
+        selector: String,
+        args: Vec<String>,
+    },
+    /// Create an object from a JSON object of slots.
+    New { slots: Option<String> },
+    /// Clone an object (shallow).
+    Clone { oid: String },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (TOML); without it, built-in defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (the image lives in DIR/image).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Events endpoint (PUB).
+    #[arg(long)]
+    events: Option<String>,
+    /// Prometheus endpoint HOST:PORT ("" disables).
+    #[arg(long)]
+    metrics: Option<String>,
+    /// "sync" or "buffered".
+    #[arg(long, value_parser = parse_durability)]
+    durability: Option<Durability>,
+    /// Do not start the display_yourself first conversation on a fresh image.
+    #[arg(long)]
+    no_first_conversation: bool,
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "sync" => Ok(Durability::Sync),
+        "buffered" => Ok(Durability::Buffered),
+        other => Err(format!("expected sync or buffered, got {other:?}")),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => match run(cli.endpoint, args) {
+            Ok(()) => 0,
+            Err(err) => {
+                eprintln!("batos: {err:#}");
+                1
+            }
+        },
+        other => {
+            let endpoint = cli
+                .endpoint
+                .unwrap_or_else(|| Config::default().bridge.endpoint);
+            let request = match other {
+                Command::Ping => Request::Ping,
+                Command::State { oid } => Request::State(oid),
+                Command::Get { oid, slot } => Request::Get(oid, slot),
+                Command::Set { oid, slot, json } => Request::Set(oid, slot, json),
+                Command::Send {
+                    oid,
+                    selector,
+                    args,
+                } => Request::Send(oid, selector, args),
+                Command::New { slots } => Request::New(slots),
+                Command::Clone { oid } => Request::Clone(oid),
+                Command::Run(_) => unreachable!("handled above"),
+            };
+            cli::run(&endpoint, cli.timeout_ms, request) as i32
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(endpoint: Option<String>, args: RunArgs) -> anyhow::Result<()> {
+    let config_path = args
+        .config
+        .or_else(|| std::env::var_os("BATOS_CONFIG").map(PathBuf::from));
+    let mut config = Config::load(config_path.as_deref())?;
+    if let Some(data) = args.data {
+        config.kernel.data_dir = data;
+    }
+    if let Some(endpoint) = endpoint {
+        config.bridge.endpoint = endpoint;
+    }
+    if let Some(events) = args.events {
+        config.bridge.events = events;
+    }
+    if let Some(metrics) = args.metrics {
+        config.metrics.listen = metrics;
+    }
+    if let Some(durability) = args.durability {
+        config.store.durability = durability;
+    }
+    if args.no_first_conversation {
+        config.kernel.first_conversation = false;
+    }
+    init_tracing(&config.kernel.log);
+    let system = actix::System::new();
+    system
+        .block_on(batos_kernel::server::run(config, shutdown_signal()))
+        .context("kernel failed")?;
+    Ok(())
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the kernel with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+// Keep ExitCode's numbering visible to readers of main.
+const _: () = assert!(ExitCode::Unreachable as i32 == 3);

@@ -1,0 +1,141 @@
+//! The kernel's lifecycle: open the image, start the object space, bind the
+//! bridge and metrics, serve until shutdown, then drain and flush.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use batos_actors::audit::AuditLimits;
+use batos_actors::sandbox::SandboxLimits;
+use batos_actors::{ObjectSpace, SpaceConfig};
+use prometheus::Registry;
+use tokio::sync::watch;
+
+use crate::bridge::{self, events::QueueSink, BridgeMetrics, Limits};
+use crate::cmd::Context;
+use crate::config::{Config, Durability};
+use crate::error::KernelError;
+use crate::store::{RocksImage, StoreOptions};
+
+/// Runs the kernel until `shutdown` resolves. Prints one line to stdout
+/// once serving: `batos ready endpoint=... events=... metrics=...`.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), KernelError> {
+    let started = Instant::now();
+    // Refuse bad endpoints before touching the image.
+    bridge::endpoint::check_local(&config.bridge.endpoint)?;
+    bridge::endpoint::check_local(&config.bridge.events)?;
+    let registry = Registry::new();
+    let data_dir = config.kernel.data_dir.clone();
+    let store = StoreOptions {
+        block_cache_bytes: config.store.block_cache_bytes,
+    };
+    let image = tokio::task::spawn_blocking(move || RocksImage::open(&data_dir, &store))
+        .await
+        .map_err(|e| KernelError::Config(format!("opening the image: {e}")))??;
+    let bridge_metrics =
+        BridgeMetrics::new(&registry).map_err(|e| KernelError::Config(e.to_string()))?;
+    let dropped = prometheus::IntCounter::new(
+        "batos_bridge_events_dropped_total",
+        "State events dropped because the queue was full",
+    )
+    .map_err(|e| KernelError::Config(e.to_string()))?;
+    registry
+        .register(Box::new(dropped.clone()))
+        .map_err(|e| KernelError::Config(e.to_string()))?;
+    let (sink, events) = QueueSink::new(config.bridge.event_queue, dropped);
+    let arbiters = match config.actors.arbiters {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    let space = ObjectSpace::open(
+        Arc::new(image),
+        SpaceConfig {
+            arbiters,
+            passivate_after_ms: config.actors.passivate_after_ms,
+            passivate_check_ms: config.actors.passivate_check_ms,
+            sync: config.store.durability == Durability::Sync,
+            max_group: config.store.max_group_commit,
+            sandbox: SandboxLimits {
+                fuel_per_call: config.sandbox.fuel_per_call,
+                max_memory_bytes: config.sandbox.max_memory_bytes,
+                wall_clock_ms: config.sandbox.wall_clock_ms,
+                max_send_depth: config.sandbox.max_send_depth,
+                max_instances: (config.sandbox.threads.max(1) as u32)
+                    * (config.sandbox.max_send_depth + 2),
+            },
+            audit: AuditLimits {
+                max_module_bytes: config.sandbox.max_module_bytes,
+                max_memory_pages: config.sandbox.max_memory_pages,
+                max_table_elements: config.sandbox.max_table_elements,
+                max_functions: config.sandbox.max_functions,
+            },
+            sandbox_threads: config.sandbox.threads,
+        },
+        Arc::new(sink),
+        &registry,
+    )
+    .await?;
+    let sockets = bridge::bind(&config.bridge)?;
+    let metrics_task = if config.metrics.listen.is_empty() {
+        None
+    } else {
+        let listener = crate::metrics::bind(&config.metrics.listen).await?;
+        let addr = crate::metrics::local_addr(&listener);
+        Some((
+            actix::spawn(crate::metrics::serve(listener, registry.clone())),
+            addr,
+        ))
+    };
+    let metrics_addr = metrics_task
+        .as_ref()
+        .and_then(|(_, a)| a.map(|a| a.to_string()))
+        .unwrap_or_else(|| "off".into());
+    tracing::info!(
+        endpoint = %sockets.endpoint,
+        events = %sockets.events,
+        metrics = %metrics_addr,
+        objects = space.object_count(),
+        durability = ?config.store.durability,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "kernel serving"
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "batos ready endpoint={} events={} metrics={}",
+            sockets.endpoint, sockets.events, metrics_addr
+        )?;
+        out.flush()?;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(Context {
+        space: space.clone(),
+        started,
+    });
+    let limits = Limits {
+        max_request_bytes: config.bridge.max_request_bytes,
+        max_inflight: config.bridge.max_inflight.max(1),
+    };
+    let serving = actix::spawn(bridge::serve(
+        sockets,
+        ctx,
+        limits,
+        bridge_metrics,
+        events,
+        stop_rx,
+    ));
+    shutdown.await;
+    tracing::info!("shutdown requested");
+    let _ = stop_tx.send(true);
+    let _ = serving.await;
+    space.shutdown().await;
+    if let Some((task, _)) = metrics_task {
+        task.abort();
+    }
+    tracing::info!("image flushed; kernel stopped");
+    Ok(())
+}

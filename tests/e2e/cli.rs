@@ -1,0 +1,198 @@
+//! The `batos` CLI client: JSON in and out, root names, and exit codes 0 (ok), 1 (kernel error), 2 (usage), 3 (unreachable).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[test]
+fn ping_prints_json() {
+    let k = Kernel::start();
+    let out = k.cli(&["ping"]).json();
+    assert_eq!(out["protocol"], json!(1), "{out}");
+    assert!(out["version"].is_string(), "{out}");
+    assert!(out["uptime_s"].is_number(), "{out}");
+    assert_eq!(out["objects"], json!(6), "{out}");
+}
+
+#[test]
+fn set_then_get_round_trips_json() {
+    let k = Kernel::start();
+    let out = k.cli(&["new", r#"{"name": "cli"}"#]).json();
+    let oid = out["oid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("new prints {{\"oid\": n}}: {out}"));
+    let oid_text = oid.to_string();
+    let o = oid_text.as_str();
+
+    assert_eq!(k.cli(&["get", o, "name"]).json(), json!("cli"));
+    assert_eq!(
+        k.cli(&["set", o, "color", r#""red""#]).json(),
+        json!({}),
+        "set prints {{}}"
+    );
+    assert_eq!(k.cli(&["get", o, "color"]).json(), json!("red"));
+
+    let doc = json!({
+        "a": [1, 2.5, "x", null, true, false, -3],
+        "b": {"c": {"d": []}, "e": {}},
+        "big": u64::MAX,
+        "neg": i64::MIN,
+        "unicode": "héllo ✓"
+    });
+    let doc_text = doc.to_string();
+    k.cli(&["set", o, "doc", doc_text.as_str()]).json();
+    assert_eq!(k.cli(&["get", o, "doc"]).json(), doc);
+
+    // The CLI and the wire agree.
+    let c = k.dealer();
+    assert_same(&c.get(oid, "color"), &s("red"), "set via CLI, read via ZMQ");
+    c.set(
+        oid,
+        "from_zmq",
+        map(&[("n", Value::from(7)), ("f", Value::F64(0.5))]),
+    );
+    assert_eq!(
+        k.cli(&["get", o, "from_zmq"]).json(),
+        json!({"n": 7, "f": 0.5})
+    );
+}
+
+#[test]
+fn root_names_refs_state_send_and_clone() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let roots = c.roots();
+
+    let parents_json = k.cli(&["get", "genesis_obj", "parent*"]).json();
+    assert_eq!(
+        parents_json,
+        json!([{"$ref": roots["pLLM_obj"]}, {"$ref": roots["traits_obj"]}])
+    );
+
+    let state = k.cli(&["state"]).json();
+    assert_eq!(state["objects"], json!(6), "{state}");
+    for name in ROOTS {
+        assert_eq!(state["roots"][name], json!(roots[name]), "{state}");
+    }
+    let genesis = k.cli(&["state", "genesis_obj"]).json();
+    assert_eq!(genesis["oid"], json!(roots["genesis_obj"]), "{genesis}");
+    assert!(genesis["slots"]["parent*"].is_array(), "{genesis}");
+
+    let new = k
+        .cli(&["new", r#"{"parent*": [{"$ref": "genesis_obj"}], "k": 1}"#])
+        .json();
+    let o_text = new["oid"].as_u64().expect("oid").to_string();
+    let o = o_text.as_str();
+    assert_eq!(
+        k.cli(&["get", o, "parent*"]).json(),
+        json!([{"$ref": roots["genesis_obj"]}])
+    );
+
+    let sent = k
+        .cli(&["send", o, "setSlot_value_", r#""mood""#, r#""calm""#])
+        .json();
+    assert_eq!(sent, json!({"value": null, "generated": false}));
+    assert_eq!(k.cli(&["get", o, "mood"]).json(), json!("calm"));
+    assert_eq!(
+        k.cli(&["send", o, "k"]).json(),
+        json!({"value": 1, "generated": false})
+    );
+
+    let cloned = k.cli(&["send", o, "clone"]).json();
+    assert_eq!(cloned["generated"], json!(false));
+    let copy = cloned["value"]["$ref"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("clone returns a $ref: {cloned}"));
+    let copy_text = copy.to_string();
+    assert_eq!(
+        k.cli(&["get", copy_text.as_str(), "mood"]).json(),
+        json!("calm")
+    );
+
+    let cloned = k.cli(&["clone", o]).json();
+    let copy2 = cloned["oid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("clone prints {{\"oid\": n}}: {cloned}"));
+    assert_ne!(copy2, copy);
+    let copy2_text = copy2.to_string();
+    assert_eq!(k.cli(&["get", copy2_text.as_str(), "k"]).json(), json!(1));
+}
+
+#[test]
+fn kernel_errors_exit_1_with_the_code_on_stderr() {
+    let k = Kernel::start();
+    let out = k.cli(&["get", "genesis_obj", "no_such_slot_here"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("error: no_such_slot: "),
+        "stderr: {:?}",
+        out.stderr
+    );
+
+    let out = k.cli(&["get", "1000000007", "x"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("error: no_such_object: "),
+        "stderr: {:?}",
+        out.stderr
+    );
+
+    let out = k.cli(&["send", "genesis_obj", "zzqNoSuchSelector"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("error: does_not_understand: "),
+        "stderr: {:?}",
+        out.stderr
+    );
+
+    let out = k.cli(&["set", "genesis_obj", "parent*", "5"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("error: bad_request: "),
+        "stderr: {:?}",
+        out.stderr
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let k = Kernel::start();
+    let cases: [&[&str]; 6] = [
+        &["set", "genesis_obj", "x", "{bad json"],
+        &["set", "genesis_obj", "x", "'single'"],
+        &["new", "[1, 2"],
+        &["get", "genesis_obj"],
+        &["frobnicate"],
+        &[],
+    ];
+    for args in cases {
+        let out = k.cli(args);
+        assert_eq!(out.code, Some(2), "batos {args:?}: {out:?}");
+    }
+    // Nothing was written by the rejected invocations.
+    k.dealer().expect_err(
+        "get_slot",
+        &[("oid", s("genesis_obj")), ("slot", s("x"))],
+        "no_such_slot",
+    );
+}
+
+#[test]
+fn unreachable_kernel_exits_3() {
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let out = cli(&[
+        "--endpoint",
+        endpoint.as_str(),
+        "--timeout-ms",
+        "500",
+        "ping",
+    ]);
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the timeout is honoured"
+    );
+}

@@ -1,0 +1,21 @@
+//! End-to-end tests of BAT OS: the real `batos` binary, real ZeroMQ sockets, a real image on disk.
+//!
+//! Build the kernel first (`cargo build --release -p batos-kernel`), then run
+//! `cargo test --release -p batos-e2e`. The binary is found next to the test
+//! executable's `deps/` directory, or at `$BATOS_BIN`. Each test starts its own
+//! kernel on its own temporary image, so the tests run in parallel.
+
+// Shared helpers: not every area file uses every one of them.
+#[allow(dead_code)]
+mod harness;
+
+mod cli;
+mod clients;
+mod commands;
+mod errors;
+mod events;
+mod lifecycle;
+mod malformed;
+mod methods;
+mod metrics;
+mod persistence;

@@ -1,0 +1,656 @@
+//! Methods as sandboxed WebAssembly through the bridge: create_method, the
+//! uvm ABI, transactions, the audit, limits, history, synthesis, the cache.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// A guest SDK example built by tests/build.rs.
+fn example(name: &str) -> Vec<u8> {
+    let dir = env!("BATOS_GUEST_EXAMPLES");
+    std::fs::read(format!("{dir}/{name}.wasm")).unwrap_or_else(|e| panic!("{dir}/{name}.wasm: {e}"))
+}
+
+fn install_wat(c: &Client, oid: impl Into<Value>, selector: &str, wat: &str) -> Value {
+    c.ok(
+        "create_method",
+        &[
+            ("oid", oid.into()),
+            ("selector", s(selector)),
+            ("wat", s(wat)),
+        ],
+    )
+}
+
+fn install_wasm(c: &Client, oid: impl Into<Value>, selector: &str, wasm: Vec<u8>) -> Value {
+    c.ok(
+        "create_method",
+        &[
+            ("oid", oid.into()),
+            ("selector", s(selector)),
+            ("wasm", Value::Binary(wasm)),
+        ],
+    )
+}
+
+fn value(result: &Value) -> &Value {
+    must(result, "value")
+}
+
+const COUNTER: &str = r#"(module
+  (import "uvm" "slot_i64" (func $slot_i64 (param i32 i32 i32) (result i32)))
+  (import "uvm" "set_slot_i64" (func $set_slot_i64 (param i32 i32 i64) (result i32)))
+  (import "uvm" "return_i64" (func $return_i64 (param i64)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "count")
+  (func (export "invoke")
+    (local $n i64)
+    (if (i32.eqz (call $slot_i64 (i32.const 0) (i32.const 5) (i32.const 16)))
+      (then (local.set $n (i64.load (i32.const 16)))))
+    (local.set $n (i64.add (local.get $n) (i64.const 1)))
+    (drop (call $set_slot_i64 (i32.const 0) (i32.const 5) (local.get $n)))
+    (call $return_i64 (local.get $n))))"#;
+
+#[test]
+fn create_method_reports_version_and_sha256_hash() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    let r = install_wat(&c, o, "increment", COUNTER);
+    assert_eq!(must(&r, "selector").as_str(), Some("increment"));
+    assert_eq!(uint(must(&r, "version")), 1);
+    let hash = must(&r, "hash").as_str().unwrap().to_string();
+    assert_eq!(hash.len(), 64, "sha-256 hex: {r}");
+    assert!(hash
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    // The slot shows the $method shape.
+    let want = map(&[(
+        "$method",
+        map(&[
+            ("selector", s("increment")),
+            ("version", Value::from(1)),
+            ("hash", s(&hash)),
+        ]),
+    )]);
+    assert_same(must(&c.slots(o), "increment"), &want, "method slot");
+}
+
+#[test]
+fn scalar_abi_calls_work_through_the_bridge() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[("x", Value::F64(1.5)), ("name", s("ada"))]);
+    // counter: slot_i64 (absent → 0), set_slot_i64, return_i64
+    install_wat(&c, o, "increment", COUNTER);
+    for want in 1..=3 {
+        assert_eq!(
+            value(&c.send(o, "increment", vec![]).unwrap()).as_i64(),
+            Some(want)
+        );
+    }
+    assert_eq!(c.get(o, "count").as_i64(), Some(3));
+    // add: arg_count, arg_i64
+    install_wat(
+        &c,
+        o,
+        "add_to_",
+        r#"(module
+  (import "uvm" "arg_count" (func $arg_count (result i32)))
+  (import "uvm" "arg_i64" (func $arg_i64 (param i32 i32) (result i32)))
+  (import "uvm" "return_i64" (func $return_i64 (param i64)))
+  (memory (export "memory") 1)
+  (func (export "invoke")
+    (if (i32.ne (call $arg_count) (i32.const 2)) (then unreachable))
+    (drop (call $arg_i64 (i32.const 0) (i32.const 0)))
+    (drop (call $arg_i64 (i32.const 1) (i32.const 8)))
+    (call $return_i64 (i64.add (i64.load (i32.const 0)) (i64.load (i32.const 8))))))"#,
+    );
+    let r = c
+        .send(o, "add_to_", vec![Value::from(40), Value::from(2)])
+        .unwrap();
+    assert_eq!(value(&r).as_i64(), Some(42));
+    assert_eq!(must(&r, "generated"), &Value::Boolean(false));
+    // arg_count guard: wrong arity traps
+    let (code, _) = c.send(o, "add_to_", vec![Value::from(1)]).unwrap_err();
+    assert_eq!(code, "method_trap");
+    // scale: arg_f64, slot_f64, set_slot_f64, return_f64
+    install_wat(
+        &c,
+        o,
+        "scale_",
+        r#"(module
+  (import "uvm" "arg_f64" (func $arg_f64 (param i32 i32) (result i32)))
+  (import "uvm" "slot_f64" (func $slot_f64 (param i32 i32 i32) (result i32)))
+  (import "uvm" "set_slot_f64" (func $set_slot_f64 (param i32 i32 f64) (result i32)))
+  (import "uvm" "return_f64" (func $return_f64 (param f64)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "x")
+  (func (export "invoke")
+    (local $v f64)
+    (drop (call $arg_f64 (i32.const 0) (i32.const 8)))
+    (drop (call $slot_f64 (i32.const 0) (i32.const 1) (i32.const 16)))
+    (local.set $v (f64.mul (f64.load (i32.const 8)) (f64.load (i32.const 16))))
+    (drop (call $set_slot_f64 (i32.const 0) (i32.const 1) (local.get $v)))
+    (call $return_f64 (local.get $v))))"#,
+    );
+    let r = c.send(o, "scale_", vec![Value::F64(4.0)]).unwrap();
+    assert_same(value(&r), &Value::F64(6.0), "scale result");
+    assert_same(&c.get(o, "x"), &Value::F64(6.0), "x written");
+    // greet: slot_str, set_slot_str, return_str, log
+    install_wat(
+        &c,
+        o,
+        "greet",
+        r#"(module
+  (import "uvm" "slot_str" (func $slot_str (param i32 i32 i32 i32) (result i32)))
+  (import "uvm" "set_slot_str" (func $set_slot_str (param i32 i32 i32 i32) (result i32)))
+  (import "uvm" "return_str" (func $return_str (param i32 i32) (result i32)))
+  (import "uvm" "log" (func $log (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "name")
+  (data (i32.const 8) "nobody")
+  (data (i32.const 16) "greeted")
+  (func (export "invoke")
+    (local $len i32)
+    (local.set $len (call $slot_str (i32.const 0) (i32.const 4) (i32.const 64) (i32.const 256)))
+    (call $log (i32.const 16) (i32.const 7))
+    (if (i32.lt_s (local.get $len) (i32.const 0))
+      (then (drop (call $return_str (i32.const 8) (i32.const 6))))
+      (else
+        (drop (call $set_slot_str (i32.const 16) (i32.const 7) (i32.const 64) (local.get $len)))
+        (drop (call $return_str (i32.const 64) (local.get $len)))))))"#,
+    );
+    assert_eq!(
+        value(&c.send(o, "greet", vec![]).unwrap()).as_str(),
+        Some("ada")
+    );
+    assert_eq!(c.get(o, "greeted").as_str(), Some("ada"));
+    c.remove(o, "name");
+    assert_eq!(
+        value(&c.send(o, "greet", vec![]).unwrap()).as_str(),
+        Some("nobody"),
+        "NO_SUCH_SLOT is a value"
+    );
+}
+
+#[test]
+fn value_abi_calls_round_trip_any_value() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install_wat(
+        &c,
+        o,
+        "remember_",
+        r#"(module
+  (import "uvm" "arg_msgpack" (func $arg (param i32 i32 i32) (result i32)))
+  (import "uvm" "set_slot_msgpack" (func $set (param i32 i32 i32 i32) (result i32)))
+  (import "uvm" "slot_msgpack" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "uvm" "return_msgpack" (func $ret (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "memo")
+  (func (export "invoke")
+    (local $len i32)
+    (local.set $len (call $arg (i32.const 0) (i32.const 64) (i32.const 4096)))
+    (drop (call $set (i32.const 0) (i32.const 4) (i32.const 64) (local.get $len)))
+    (local.set $len (call $get (i32.const 0) (i32.const 4) (i32.const 8192) (i32.const 4096)))
+    (drop (call $ret (i32.const 8192) (local.get $len)))))"#,
+    );
+    let v = map(&[
+        (
+            "list",
+            Value::Array(vec![
+                Value::from(1),
+                Value::F64(-0.0),
+                Value::Nil,
+                Value::Binary(vec![0, 255]),
+            ]),
+        ),
+        ("who", oref(c.root("genesis_obj"))),
+    ]);
+    let r = c.send(o, "remember_", vec![v.clone()]).unwrap();
+    assert_same(value(&r), &v, "returned value");
+    assert_same(&c.get(o, "memo"), &v, "stored value");
+    // self_oid + send to self + last_result
+    install_wat(
+        &c,
+        o,
+        "whoami",
+        r#"(module
+  (import "uvm" "self_oid" (func $self (result i64)))
+  (import "uvm" "return_i64" (func $ret (param i64)))
+  (memory (export "memory") 1)
+  (func (export "invoke") (call $ret (call $self))))"#,
+    );
+    assert_eq!(
+        value(&c.send(o, "whoami", vec![]).unwrap()).as_u64(),
+        Some(o)
+    );
+}
+
+const POKE: &str = r#"(module
+  (import "uvm" "arg_i64" (func $arg_i64 (param i32 i32) (result i32)))
+  (import "uvm" "self_oid" (func $self (result i64)))
+  (import "uvm" "send" (func $send (param i64 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "uvm" "last_result" (func $last (param i32 i32) (result i32)))
+  (import "uvm" "return_msgpack" (func $ret (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "increment")
+  (data (i32.const 16) "\90")
+  (func (export "invoke")
+    (local $len i32)
+    (drop (call $arg_i64 (i32.const 0) (i32.const 32)))
+    (drop (call $send (i64.load (i32.const 32)) (i32.const 0) (i32.const 9) (i32.const 16) (i32.const 1)
+                      (i32.const 64) (i32.const 0)))
+    (drop (call $send (call $self) (i32.const 0) (i32.const 9) (i32.const 16) (i32.const 1)
+                      (i32.const 64) (i32.const 0)))
+    (local.set $len (call $last (i32.const 64) (i32.const 1024)))
+    (drop (call $ret (i32.const 64) (local.get $len)))))"#;
+
+#[test]
+fn cross_object_and_reentrant_sends_share_one_transaction() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let base = c.create(&[]);
+    install_wat(&c, base, "increment", COUNTER);
+    install_wat(&c, base, "poke_", POKE);
+    let a = c.create(&[("parent*", parents(&[base]))]);
+    let b = c.create(&[("parent*", parents(&[base]))]);
+    // a pokes b (cross-object), then itself (re-entrant: a is mid-method).
+    let r = c.send(a, "poke_", vec![Value::from(b)]).unwrap();
+    assert_eq!(value(&r).as_i64(), Some(1));
+    assert_eq!(c.get(b, "count").as_i64(), Some(1), "b's own slot");
+    assert_eq!(c.get(a, "count").as_i64(), Some(1), "a's own slot");
+    // The SDK's forward example sends `increment` to the object in arg 0.
+    install_wasm(&c, base, "forward", example("forward"));
+    let r = c.send(a, "forward", vec![Value::from(b)]).unwrap();
+    assert_eq!(value(&r).as_i64(), Some(2));
+    assert_eq!(c.get(b, "count").as_i64(), Some(2));
+    // The inherited method ran with self = the receiver: the base is untouched.
+    c.expect_err(
+        "get_slot",
+        &[("oid", Value::from(base)), ("slot", s("count"))],
+        "no_such_slot",
+    );
+}
+
+#[test]
+fn a_method_that_writes_then_traps_keeps_nothing() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[("count", Value::from(7))]);
+    install_wat(
+        &c,
+        o,
+        "spoil",
+        r#"(module
+  (import "uvm" "set_slot_i64" (func $set (param i32 i32 i64) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "countfresh")
+  (func (export "invoke")
+    (drop (call $set (i32.const 0) (i32.const 5) (i64.const 99)))
+    (drop (call $set (i32.const 5) (i32.const 5) (i64.const 1)))
+    unreachable))"#,
+    );
+    let before = c.slots(o);
+    let msg = c.expect_err(
+        "send",
+        &[("oid", Value::from(o)), ("selector", s("spoil"))],
+        "method_trap",
+    );
+    assert!(msg.contains("unreachable"), "{msg}");
+    assert_same(&c.slots(o), &before, "nothing kept");
+}
+
+#[test]
+fn counter_example_persists_across_restart() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install_wasm(&c, o, "increment", example("counter"));
+    for _ in 0..3 {
+        c.send(o, "increment", vec![]).unwrap();
+    }
+    let k = k.restart();
+    let c = k.dealer();
+    assert_eq!(
+        value(&c.send(o, "increment", vec![]).unwrap()).as_i64(),
+        Some(4)
+    );
+}
+
+#[test]
+fn transfer_example_is_all_or_nothing() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let account = c.create(&[]);
+    install_wasm(&c, account, "deposit_", example("account_deposit"));
+    install_wasm(&c, account, "withdraw_", example("account_withdraw"));
+    install_wasm(&c, account, "transfer", example("transfer"));
+    let alice = c.create(&[
+        ("parent*", parents(&[account])),
+        ("balance", Value::from(100)),
+    ]);
+    let bob = c.create(&[
+        ("parent*", parents(&[account])),
+        ("balance", Value::from(5)),
+    ]);
+    let r = c
+        .send(
+            alice,
+            "transfer",
+            vec![Value::from(alice), Value::from(bob), Value::from(30)],
+        )
+        .unwrap();
+    assert_eq!(
+        value(&r),
+        &Value::Array(vec![Value::from(70), Value::from(35)])
+    );
+    // Overdraft: the deposit to bob happens first, then the withdrawal traps.
+    let (code, _) = c
+        .send(
+            alice,
+            "transfer",
+            vec![Value::from(alice), Value::from(bob), Value::from(500)],
+        )
+        .unwrap_err();
+    assert_eq!(code, "method_trap");
+    assert_eq!(c.get(alice, "balance").as_i64(), Some(70));
+    assert_eq!(
+        c.get(bob, "balance").as_i64(),
+        Some(35),
+        "the deposit was rolled back"
+    );
+}
+
+#[test]
+fn send_depth_limit_stops_runaway_recursion() {
+    let k = Kernel::start_with(Options::config("[sandbox]\nmax_send_depth = 8\n"));
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install_wat(
+        &c,
+        o,
+        "recurse",
+        r#"(module
+  (import "uvm" "self_oid" (func $self (result i64)))
+  (import "uvm" "set_slot_i64" (func $set (param i32 i32 i64) (result i32)))
+  (import "uvm" "send" (func $send (param i64 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "recurse")
+  (data (i32.const 16) "\90")
+  (func (export "invoke")
+    (drop (call $set (i32.const 0) (i32.const 7) (i64.const 1)))
+    (drop (call $send (call $self) (i32.const 0) (i32.const 7) (i32.const 16) (i32.const 1) (i32.const 32) (i32.const 0)))))"#,
+    );
+    let msg = c.expect_err(
+        "send",
+        &[("oid", Value::from(o)), ("selector", s("recurse"))],
+        "method_trap",
+    );
+    assert!(msg.contains("depth"), "{msg}");
+    c.expect_err(
+        "get_slot",
+        &[("oid", Value::from(o)), ("slot", s("recurse"))],
+        "no_such_slot",
+    );
+}
+
+fn assert_traps_while_others_are_served(k: &Kernel, wat: &str, expect: &str) {
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install_wat(&c, o, "bad", wat);
+    let id = c.fresh_id();
+    c.send_request(
+        "send",
+        &id,
+        &[("oid", Value::from(o)), ("selector", s("bad"))],
+    );
+    // Another client is answered while the bad method runs.
+    let other = k.dealer();
+    other.ping();
+    let started = Instant::now();
+    let reply = c.recv_reply();
+    reply.assert_error("method_trap");
+    let msg = format!("{:?}", reply);
+    assert!(msg.contains(expect), "expected {expect:?} in {msg}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "trapped within its limit"
+    );
+    other.ping();
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel_or_time() {
+    let k = Kernel::start_with(Options::config(
+        "[sandbox]\nfuel_per_call = 1000000000000\nwall_clock_ms = 300\n",
+    ));
+    assert_traps_while_others_are_served(
+        &k,
+        r#"(module (memory (export "memory") 1) (func (export "invoke") (loop $l (br $l))))"#,
+        "wall-clock",
+    );
+    let k = Kernel::start_with(Options::config("[sandbox]\nfuel_per_call = 100000\n"));
+    assert_traps_while_others_are_served(
+        &k,
+        r#"(module (memory (export "memory") 1) (func (export "invoke") (loop $l (br $l))))"#,
+        "fuel",
+    );
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let k = Kernel::start_with(Options::config("[sandbox]\nmax_memory_bytes = 4194304\n"));
+    assert_traps_while_others_are_served(
+        &k,
+        r#"(module (memory (export "memory") 1)
+  (func (export "invoke") (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))))"#,
+        "memory limit",
+    );
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack_safely() {
+    let k = Kernel::start();
+    assert_traps_while_others_are_served(
+        &k,
+        r#"(module (memory (export "memory") 1)
+  (func $f (param i64) (result i64) (i64.add (call $f (local.get 0)) (i64.const 1)))
+  (func (export "invoke") (drop (call $f (i64.const 0)))))"#,
+        "stack overflow",
+    );
+}
+
+#[test]
+fn audit_refusals_name_the_rule_and_install_nothing() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    let cases = [
+        ("(module (func", "wat-syntax"),
+        (
+            r#"(module (import "env" "f" (func)) (memory (export "memory") 1) (func (export "invoke")))"#,
+            "imports",
+        ),
+        (r#"(module (func (export "invoke")))"#, "exports"),
+        (
+            r#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "invoke")))"#,
+            "start-function",
+        ),
+        (
+            r#"(module (memory (export "memory") 1000) (func (export "invoke")))"#,
+            "memory-pages",
+        ),
+    ];
+    for (wat, rule) in cases {
+        let msg = c.expect_err(
+            "create_method",
+            &[
+                ("oid", Value::from(o)),
+                ("selector", s("m")),
+                ("wat", s(wat)),
+            ],
+            "covenant_violation",
+        );
+        assert!(msg.contains(rule), "{rule}: {msg}");
+    }
+    let msg = c.expect_err(
+        "create_method",
+        &[
+            ("oid", Value::from(o)),
+            ("selector", s("m")),
+            ("wasm", Value::Binary(b"\0asm garbage".to_vec())),
+        ],
+        "covenant_violation",
+    );
+    assert!(msg.contains("validation"), "{msg}");
+    c.expect_err(
+        "get_slot",
+        &[("oid", Value::from(o)), ("slot", s("m"))],
+        "no_such_slot",
+    );
+    assert!(keys(must(
+        &c.ok("get_full_state", &[("oid", Value::from(o))]),
+        "methods"
+    ))
+    .is_empty());
+}
+
+#[test]
+fn versions_are_kept_and_a_selector_can_roll_back() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    let ret = |n: i64| {
+        format!(
+            r#"(module (import "uvm" "return_i64" (func $r (param i64))) (memory (export "memory") 1)
+               (func (export "invoke") (call $r (i64.const {n}))))"#
+        )
+    };
+    assert_eq!(
+        uint(must(&install_wat(&c, o, "answer", &ret(1)), "version")),
+        1
+    );
+    assert_eq!(
+        uint(must(&install_wat(&c, o, "answer", &ret(2)), "version")),
+        2
+    );
+    assert_eq!(
+        value(&c.send(o, "answer", vec![]).unwrap()).as_i64(),
+        Some(2)
+    );
+    let state = c.ok("get_full_state", &[("oid", Value::from(o))]);
+    let history = must(must(&state, "methods"), "answer")
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(history.len(), 2);
+    for (i, record) in history.iter().enumerate() {
+        assert_eq!(uint(must(record, "version")), i as u64 + 1);
+        assert_eq!(
+            must(must(record, "provenance"), "kind").as_str(),
+            Some("client")
+        );
+    }
+    let r = c
+        .send(
+            o,
+            "rollbackMethod_toVersion_",
+            vec![s("answer"), Value::from(1)],
+        )
+        .unwrap();
+    assert_eq!(value(&r), &Value::Nil);
+    assert_eq!(
+        value(&c.send(o, "answer", vec![]).unwrap()).as_i64(),
+        Some(1)
+    );
+    let slot = c.get(o, "answer");
+    assert_eq!(uint(must(must(&slot, "$method"), "version")), 1);
+    // Unknown versions are refused; history survives a restart.
+    c.send(
+        o,
+        "rollbackMethod_toVersion_",
+        vec![s("answer"), Value::from(9)],
+    )
+    .unwrap_err();
+    let k = k.restart();
+    let c = k.dealer();
+    let state = c.ok("get_full_state", &[("oid", Value::from(o))]);
+    assert_eq!(
+        must(must(&state, "methods"), "answer")
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        value(&c.send(o, "answer", vec![]).unwrap()).as_i64(),
+        Some(1)
+    );
+}
+
+#[test]
+fn accessor_synthesis_generates_installs_and_resends() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    let r = c.send(o, "setColor_", vec![s("teal")]).unwrap();
+    assert_eq!(must(&r, "generated"), &Value::Boolean(true));
+    assert_eq!(c.get(o, "color").as_str(), Some("teal"));
+    let r = c.send(o, "getColor", vec![]).unwrap();
+    assert_eq!(must(&r, "generated"), &Value::Boolean(true));
+    assert_eq!(value(&r).as_str(), Some("teal"));
+    // Installed: the second time nothing is generated.
+    let r = c.send(o, "setColor_", vec![s("red")]).unwrap();
+    assert_eq!(must(&r, "generated"), &Value::Boolean(false));
+    assert_eq!(
+        value(&c.send(o, "getColor", vec![]).unwrap()).as_str(),
+        Some("red")
+    );
+    let state = c.ok("get_full_state", &[("oid", Value::from(o))]);
+    let record = &must(must(&state, "methods"), "setColor_")
+        .as_array()
+        .unwrap()[0];
+    assert_eq!(
+        must(must(record, "provenance"), "kind").as_str(),
+        Some("synthesis")
+    );
+    // No slot to read: no getter, the image is unchanged.
+    let before = c.object_count();
+    c.expect_err(
+        "send",
+        &[("oid", Value::from(o)), ("selector", s("getShape"))],
+        "does_not_understand",
+    );
+    assert_eq!(c.object_count(), before);
+    c.expect_err(
+        "get_slot",
+        &[("oid", Value::from(o)), ("slot", s("getShape"))],
+        "no_such_slot",
+    );
+}
+
+#[test]
+fn compiled_modules_are_cached_in_the_image() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install_wat(&c, o, "increment", COUNTER);
+    c.send(o, "increment", vec![]).unwrap();
+    let k = k.restart();
+    let c = k.dealer();
+    c.send(o, "increment", vec![]).unwrap();
+    let m = k.scrape();
+    let loads = "batos_sandbox_module_loads_total";
+    assert!(
+        m.count(loads, &[("source", "image")]) >= 1.0,
+        "a cache hit after restart"
+    );
+    assert_eq!(
+        m.count(loads, &[("source", "compiled")]),
+        0.0,
+        "no recompilation after restart"
+    );
+}
