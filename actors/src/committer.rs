@@ -211,6 +211,7 @@ impl Worker {
         self.metrics
             .commit_group_size
             .observe(accepted.len() as f64);
+        let mut replies = Vec::with_capacity(accepted.len());
         for (id, job) in accepted {
             for (oid, changes) in &job.tx.writes {
                 if let Some(live) = self.table.get(*oid) {
@@ -231,11 +232,15 @@ impl Worker {
                 self.events.publish(event);
             }
             self.counters.applied_tx.store(id, Ordering::Release);
-            let _ = job.done.send(Ok(id));
+            replies.push((id, job.done));
         }
+        // Metrics first, so a client that sees its reply sees them too.
         self.metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
+        for (id, done) in replies {
+            let _ = done.send(Ok(id));
+        }
     }
 
     /// A transaction may commit if every object it read is still at the

@@ -65,7 +65,8 @@ pub trait Image: Send + Sync + 'static {
     fn commit(&self, group: &CommitGroup<'_>, sync: bool) -> Result<(), ImageError>;
     /// Makes a consistent checkpoint of the whole image; returns its id.
     fn checkpoint(&self) -> Result<String, ImageError>;
-    /// Flushes memory buffers (used at shutdown).
+    /// Flushes memory buffers and stops background work: the last call
+    /// before the process exits (nothing may be written after it).
     fn flush(&self) -> Result<(), ImageError>;
     /// Every method version ever installed on `oid`, by selector then version.
     fn method_history(&self, oid: Oid) -> Result<Vec<(String, MethodRecord)>, ImageError>;

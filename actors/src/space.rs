@@ -369,15 +369,40 @@ impl SpaceInner {
     }
 
     /// Routes `op` through the receiver's actor.
-    async fn call<T: ObjectOp>(self: &Arc<Self>, oid: Oid, op: T) -> Result<T::Output, ActorError> {
-        let receiver = self.checkout(oid);
-        let addr = receiver
-            .addr()
-            .cloned()
-            .ok_or_else(|| ActorError::internal("live object without an actor"))?;
-        addr.send(Op { op, receiver })
-            .await
-            .map_err(|e| ActorError::internal(format!("object actor: {e}")))?
+    async fn call<T: ObjectOp + Clone>(
+        self: &Arc<Self>,
+        oid: Oid,
+        op: T,
+    ) -> Result<T::Output, ActorError> {
+        // A mailbox that closed before taking the message (the actor retired
+        // a missing object, or passivated) never ran it: checking out again
+        // either finds the object afresh or reports it missing.
+        const ATTEMPTS: usize = 4;
+        for _ in 0..ATTEMPTS {
+            let receiver = self.checkout(oid);
+            let addr = receiver
+                .addr()
+                .cloned()
+                .ok_or_else(|| ActorError::internal("live object without an actor"))?;
+            match addr
+                .send(Op {
+                    op: op.clone(),
+                    receiver,
+                })
+                .await
+            {
+                Ok(result) => return result,
+                Err(MailboxError::Closed) => {
+                    if !self.exists(oid).await? {
+                        return Err(ActorError::NoSuchObject(oid.to_string()));
+                    }
+                }
+                Err(err) => return Err(ActorError::internal(format!("object actor: {err}"))),
+            }
+        }
+        Err(ActorError::Overloaded(format!(
+            "object {oid} kept passivating under this request; retry"
+        )))
     }
 
     /// Marks the object in use, activating it if needed, without waiting
@@ -439,6 +464,7 @@ impl SpaceInner {
     }
 }
 
+#[derive(Clone)]
 struct GetSlot {
     slot: String,
 }
@@ -458,6 +484,7 @@ impl ObjectOp for GetSlot {
     }
 }
 
+#[derive(Clone)]
 struct GetState;
 
 impl ObjectOp for GetState {
@@ -483,6 +510,7 @@ impl ObjectOp for GetState {
     }
 }
 
+#[derive(Clone)]
 struct CreateMethod {
     selector: String,
     code: MethodCode,
@@ -533,6 +561,7 @@ impl ObjectOp for CreateMethod {
     }
 }
 
+#[derive(Clone)]
 struct SetSlot {
     slot: String,
     value: Value,
@@ -548,6 +577,7 @@ impl ObjectOp for SetSlot {
     }
 }
 
+#[derive(Clone)]
 struct RemoveSlot {
     slot: String,
 }
@@ -570,6 +600,7 @@ impl ObjectOp for RemoveSlot {
     }
 }
 
+#[derive(Clone)]
 struct CloneObject;
 
 impl ObjectOp for CloneObject {
@@ -582,6 +613,7 @@ impl ObjectOp for CloneObject {
     }
 }
 
+#[derive(Clone)]
 struct SendMessage {
     selector: String,
     args: Vec<Value>,

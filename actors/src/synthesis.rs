@@ -65,7 +65,7 @@ fn setter(pattern: &'static str, slot: String) -> Option<Synthesized> {
     if slot.len() > MAX_NAME || slot.contains(':') {
         return None;
     }
-    let buf = (slot.len() + 7) / 8 * 8;
+    let buf = slot.len().next_multiple_of(8);
     let wat = format!(
         r#"(module
   (import "uvm" "arg_msgpack" (func $arg (param i32 i32 i32) (result i32)))
@@ -97,7 +97,7 @@ fn getter(slot: String) -> Option<Synthesized> {
     if slot.len() > MAX_NAME {
         return None;
     }
-    let buf = (slot.len() + 7) / 8 * 8;
+    let buf = slot.len().next_multiple_of(8);
     let wat = format!(
         r#"(module
   (import "uvm" "slot_msgpack" (func $get (param i32 i32 i32 i32) (result i32)))

@@ -186,9 +186,11 @@ impl LiveObject {
     }
 }
 
+type Shard = RwLock<HashMap<Oid, Arc<LiveObject>>>;
+
 /// All live objects, sharded by oid.
 pub struct ObjectTable {
-    shards: Box<[RwLock<HashMap<Oid, Arc<LiveObject>>>]>,
+    shards: Box<[Shard]>,
     len: AtomicUsize,
     epoch: Instant,
 }
@@ -230,7 +232,7 @@ pub(crate) enum Checkout {
 }
 
 impl ObjectTable {
-    fn shard(&self, oid: Oid) -> &RwLock<HashMap<Oid, Arc<LiveObject>>> {
+    fn shard(&self, oid: Oid) -> &Shard {
         // Fibonacci hashing spreads sequential oids across shards.
         let h = oid.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
         &self.shards[h as usize % SHARDS]

@@ -90,7 +90,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => match run(cli.endpoint, args) {
-            Ok(()) => 0,
+            Ok(()) => exit_after_clean_shutdown(),
             Err(err) => {
                 eprintln!("batos: {err:#}");
                 1
@@ -149,6 +149,19 @@ fn run(endpoint: Option<String>, args: RunArgs) -> anyhow::Result<()> {
         .block_on(batos_kernel::server::run(config, shutdown_signal()))
         .context("kernel failed")?;
     Ok(())
+}
+
+/// Ends the process after the kernel stopped cleanly: the image is flushed,
+/// synced and its background work stopped. Exiting through `_exit` skips C++
+/// static destructors, which otherwise race with RocksDB threads that the
+/// still-referenced database keeps (seen as `pthread lock: Invalid argument`).
+fn exit_after_clean_shutdown() -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; every buffer that matters was
+    // flushed above and the image was flushed and synced by the kernel.
+    unsafe { libc::_exit(0) }
 }
 
 fn init_tracing(default_filter: &str) {

@@ -379,9 +379,10 @@ fn send_depth_limit_stops_runaway_recursion() {
   (import "uvm" "send" (func $send (param i64 i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 0) "recurse")
+  (data (i32.const 8) "marker")
   (data (i32.const 16) "\90")
   (func (export "invoke")
-    (drop (call $set (i32.const 0) (i32.const 7) (i64.const 1)))
+    (drop (call $set (i32.const 8) (i32.const 6) (i64.const 1)))
     (drop (call $send (call $self) (i32.const 0) (i32.const 7) (i32.const 16) (i32.const 1) (i32.const 32) (i32.const 0)))))"#,
     );
     let msg = c.expect_err(
@@ -392,7 +393,7 @@ fn send_depth_limit_stops_runaway_recursion() {
     assert!(msg.contains("depth"), "{msg}");
     c.expect_err(
         "get_slot",
-        &[("oid", Value::from(o)), ("slot", s("recurse"))],
+        &[("oid", Value::from(o)), ("slot", s("marker"))],
         "no_such_slot",
     );
 }

@@ -62,6 +62,13 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
             "body must be a MessagePack map",
         ));
     };
+    if let Some((key, _)) = entries.iter().find(|(k, _)| k.as_str().is_none()) {
+        return Err(fail(
+            None,
+            ErrorCode::BadRequest,
+            format!("request keys must be UTF-8 strings, got {key}"),
+        ));
+    }
     let fields = Fields(&entries);
     let id = match entries
         .iter()

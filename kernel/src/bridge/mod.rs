@@ -15,7 +15,7 @@ use futures::{SinkExt, StreamExt};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use rmpv::Value;
 use tmq::{AsZmqSocket, Multipart};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use crate::cmd::{self, Context};
 use crate::config::BridgeConfig;
@@ -142,19 +142,13 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let publisher = actix::spawn(events::publish(sockets.publish, events));
-    let (mut sink, mut stream) = sockets.router.split();
+    // One task owns the ROUTER socket and both reads and writes it: ZeroMQ
+    // signals read and write readiness through one edge-triggered fd, so a
+    // socket split across two tasks can lose a wake-up and stall.
+    let mut router = sockets.router;
     let (reply_tx, mut reply_rx) = mpsc::unbounded_channel::<Multipart>();
-    let writer = actix::spawn(async move {
-        while let Some(frames) = reply_rx.recv().await {
-            if let Err(err) = sink.send(frames).await {
-                tracing::warn!(error = %err, "sending a reply failed");
-            }
-        }
-        sink
-    });
     let state = Rc::new(Served {
         inflight: Cell::new(0),
-        idle: Notify::new(),
         reply_tx,
         metrics,
         limits,
@@ -163,8 +157,9 @@ pub async fn serve(
     loop {
         tokio::select! {
             biased;
+            Some(frames) = reply_rx.recv() => send_replies(&mut router, frames, &mut reply_rx).await,
             _ = shutdown.wait_for(|stop| *stop) => break,
-            next = stream.next() => match next {
+            next = router.next() => match next {
                 Some(Ok(frames)) => handle(&state, frames).await,
                 Some(Err(err)) => tracing::warn!(error = %err, "receiving a request failed"),
                 None => break,
@@ -175,26 +170,36 @@ pub async fn serve(
         inflight = state.inflight.get(),
         "bridge stopped taking requests; finishing in-flight ones"
     );
-    while state.inflight.get() > 0 {
-        state.idle.notified().await;
+    while state.inflight.get() > 0 || !reply_rx.is_empty() {
+        if let Some(frames) = reply_rx.recv().await {
+            send_replies(&mut router, frames, &mut reply_rx).await;
+        }
     }
-    drop(stream);
-    let Ok(served) = Rc::try_unwrap(state) else {
-        tracing::error!("bridge state still shared at shutdown");
-        return;
-    };
-    drop(served.reply_tx);
-    // The writer ends once every queued reply is handed to ZeroMQ; the
-    // socket's linger then gives them time to leave.
-    if let Ok(sink) = writer.await {
-        drop(sink);
-    }
+    // The socket's linger gives the last replies time to leave.
+    drop(router);
     publisher.abort();
+}
+
+/// Sends one reply and any others already queued, then flushes once.
+async fn send_replies(
+    router: &mut tmq::router::Router,
+    first: Multipart,
+    queue: &mut mpsc::UnboundedReceiver<Multipart>,
+) {
+    let mut result = router.feed(first).await;
+    while result.is_ok() {
+        match queue.try_recv() {
+            Ok(frames) => result = router.feed(frames).await,
+            Err(_) => break,
+        }
+    }
+    if let Err(err) = result.and(SinkExt::<Multipart>::flush(router).await) {
+        tracing::warn!(error = %err, "sending a reply failed");
+    }
 }
 
 struct Served {
     inflight: Cell<usize>,
-    idle: Notify,
     reply_tx: mpsc::UnboundedSender<Multipart>,
     metrics: BridgeMetrics,
     limits: Limits,
@@ -217,9 +222,6 @@ impl Served {
         let n = self.inflight.get() - 1;
         self.inflight.set(n);
         self.metrics.inflight.set(n as i64);
-        if n == 0 {
-            self.idle.notify_waiters();
-        }
     }
 }
 

@@ -242,6 +242,9 @@ impl Image for RocksImage {
         for name in FAMILIES {
             self.db.flush_cf(self.cf(name)).map_err(storage)?;
         }
+        // Stop compactions and flushes now: their threads must not outlive
+        // the process's static destructors.
+        self.db.cancel_all_background_work(true);
         Ok(())
     }
 
