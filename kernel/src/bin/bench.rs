@@ -137,8 +137,12 @@ impl Durability {
 enum Op {
     SetSlot(Durability),
     GetSlot,
-    Send { depth: usize },
+    Send {
+        depth: usize,
+    },
     CreateObject,
+    /// `send increment`: a WASM counter method inherited from a shared parent.
+    Counter,
 }
 
 impl Op {
@@ -158,6 +162,21 @@ struct Scenario {
     op: Op,
     in_flight: usize,
 }
+
+/// The counter method of docs/method-abi.md.
+const COUNTER_WAT: &str = r#"(module
+  (import "uvm" "slot_i64" (func $slot_i64 (param i32 i32 i32) (result i32)))
+  (import "uvm" "set_slot_i64" (func $set_slot_i64 (param i32 i32 i64) (result i32)))
+  (import "uvm" "return_i64" (func $return_i64 (param i64)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "count")
+  (func (export "invoke")
+    (local $n i64)
+    (if (i32.eqz (call $slot_i64 (i32.const 0) (i32.const 5) (i32.const 16)))
+      (then (local.set $n (i64.load (i32.const 16)))))
+    (local.set $n (i64.add (local.get $n) (i64.const 1)))
+    (drop (call $set_slot_i64 (i32.const 0) (i32.const 5) (local.get $n)))
+    (call $return_i64 (local.get $n))))"#;
 
 fn scenarios() -> Vec<Scenario> {
     let mut out = Vec::new();
@@ -191,6 +210,15 @@ fn scenarios() -> Vec<Scenario> {
                 in_flight: k,
             });
         }
+    }
+    for k in [1, 64] {
+        out.push(Scenario {
+            name: format!("method_counter_{k}"),
+            group: "method",
+            label: format!("`send` of a WASM counter method (buffered), {k} in flight"),
+            op: Op::Counter,
+            in_flight: k,
+        });
     }
     for k in [1, 64] {
         out.push(Scenario {
@@ -1210,6 +1238,41 @@ fn measure_op(client: &mut Client, sc: &Scenario, duration: Duration) -> Result<
                 } else {
                     Err(format!("send x gave {v}, expected value {DELEGATED_VALUE} found by delegation, generated false"))
                 }
+            };
+            warm_then_measure(client, k, duration, &mut make, &mut check)
+        }
+        Op::Counter => {
+            let base = client.call("create_object", vec![])?;
+            let base = oid_of(&base)?;
+            client.call(
+                "create_method",
+                vec![
+                    ("oid", Value::from(base)),
+                    ("selector", Value::from("increment")),
+                    ("wat", Value::from(COUNTER_WAT)),
+                ],
+            )?;
+            let (leaves, _) = create_objects(
+                client,
+                SPREAD as u64,
+                16,
+                |_| map(vec![("parent*", Value::Array(vec![oid_ref(base)]))]),
+                None,
+            )?;
+            let mut make = |s: u64| {
+                Req::new(
+                    "send",
+                    vec![
+                        ("oid", Value::from(leaves[pick(s, SPREAD)])),
+                        ("selector", Value::from("increment")),
+                    ],
+                )
+            };
+            let mut check = |_s: u64, v: Value| match v["value"].as_i64() {
+                Some(n) if n > 0 => Ok(()),
+                _ => Err(format!(
+                    "send increment gave {v}, expected a positive count"
+                )),
             };
             warm_then_measure(client, k, duration, &mut make, &mut check)
         }
