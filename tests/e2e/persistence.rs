@@ -238,3 +238,35 @@ fn sigkill_never_loses_acknowledged_writes() {
     drop(c);
     k.stop();
 }
+
+/// Idle objects passivate (their actors stop, slots leave memory) and come
+/// back from the image, with every slot, when next used.
+#[test]
+fn idle_objects_passivate_and_reactivate_from_the_image() {
+    let k = Kernel::start_with(Options::config(
+        "[actors]\npassivate_after_ms = 100\npassivate_check_ms = 20\n",
+    ));
+    let c = k.dealer();
+    let oids: Vec<u64> = (0..20)
+        .map(|i| c.create(&[("n", Value::from(i))]))
+        .collect();
+    for &o in &oids {
+        c.get(o, "n");
+    }
+    eventually("idle objects to passivate", Duration::from_secs(10), || {
+        k.scrape().count("batos_actors_passivations_total", &[]) >= oids.len() as f64
+    });
+    for (i, &o) in oids.iter().enumerate() {
+        assert_eq!(
+            c.get(o, "n").as_u64(),
+            Some(i as u64),
+            "object {o} came back"
+        );
+    }
+    let m = k.scrape();
+    assert!(
+        m.count("batos_actors_activations_total", &[]) >= 2.0 * oids.len() as f64,
+        "{}",
+        m.text
+    );
+}
