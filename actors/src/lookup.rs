@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::ActorError;
 use crate::slot::Slot;
 use crate::space::SpaceInner;
-use crate::table::InUse;
+use crate::table::{InUse, ObjectState};
 use crate::value::Oid;
 
 /// Finds the slot `selector` answers to, starting at `receiver`.
@@ -16,13 +16,13 @@ pub(crate) async fn lookup(
     receiver: &InUse,
     selector: &str,
 ) -> Result<Option<Slot>, ActorError> {
-    let (found, parents) = receiver.read(|s| (s.slots.get(selector).cloned(), s.parents()))?;
+    // Parents are pushed in reverse so the first parent is searched first.
+    let mut stack: Vec<Oid> = Vec::new();
+    let found = receiver.read(|s| find_or_push(s, selector, &mut stack))?;
     if found.is_some() {
         return Ok(found);
     }
     let mut visited: HashSet<Oid> = HashSet::from([receiver.oid]);
-    // Parents pushed in reverse so the first parent is searched first.
-    let mut stack: Vec<Oid> = parents.into_iter().rev().collect();
     while let Some(oid) = stack.pop() {
         if !visited.insert(oid) {
             continue;
@@ -33,11 +33,21 @@ pub(crate) async fn lookup(
             Err(ActorError::NoSuchObject(_)) => continue,
             Err(err) => return Err(err),
         };
-        let (found, parents) = holder.read(|s| (s.slots.get(selector).cloned(), s.parents()))?;
+        let found = holder.read(|s| find_or_push(s, selector, &mut stack))?;
         if found.is_some() {
             return Ok(found);
         }
-        stack.extend(parents.into_iter().rev());
     }
     Ok(None)
+}
+
+/// The slot if `state` has it; otherwise its parents go on the stack.
+fn find_or_push(state: &ObjectState, selector: &str, stack: &mut Vec<Oid>) -> Option<Slot> {
+    match state.slots.get(selector) {
+        Some(slot) => Some(slot.clone()),
+        None => {
+            stack.extend(state.parents().iter().rev());
+            None
+        }
+    }
 }

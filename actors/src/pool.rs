@@ -9,23 +9,27 @@ use crate::error::ActorError;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// A fixed pool of sandbox threads.
+/// A fixed pool of threads for blocking work: a bounded number of threads
+/// whatever the load (tokio's blocking pool would grow one per waiting job).
 pub(crate) struct Pool {
     jobs: Sender<Job>,
 }
 
 /// Stack of each sandbox thread: room for the send depth limit times the
 /// wasm stack limit, plus host frames (only touched pages use memory).
-const STACK_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const SANDBOX_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Stack of each image I/O thread.
+pub(crate) const IO_STACK_BYTES: usize = 2 * 1024 * 1024;
 
 impl Pool {
-    pub(crate) fn new(threads: usize) -> std::io::Result<Pool> {
+    pub(crate) fn new(name: &str, threads: usize, stack_bytes: usize) -> std::io::Result<Pool> {
         let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new()
-                .name(format!("batos-sandbox-{i}"))
-                .stack_size(STACK_BYTES)
+                .name(format!("batos-{name}-{i}"))
+                .stack_size(stack_bytes)
                 .spawn(move || {
                     while let Ok(job) = rx.recv() {
                         job();
@@ -35,7 +39,14 @@ impl Pool {
         Ok(Pool { jobs })
     }
 
-    /// Runs `f` on a sandbox thread and waits for it without blocking the caller's thread.
+    /// Runs `f` on a pool thread without waiting for it.
+    pub(crate) fn spawn(&self, f: impl FnOnce() + Send + 'static) {
+        if self.jobs.send(Box::new(f)).is_err() {
+            tracing::error!("a thread pool is shut down; job dropped");
+        }
+    }
+
+    /// Runs `f` on a pool thread and waits for it without blocking the caller's thread.
     pub(crate) async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce() -> R + Send + 'static,

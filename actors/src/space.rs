@@ -31,6 +31,9 @@ use crate::value::{make_ref, parse_parents, prepare_input, Oid, Value, PARENT_SL
 /// the bridge bounds in-flight work and waiting senders could reorder.
 const MAILBOX_CAPACITY: usize = 1 << 20;
 
+/// Threads reading the image (object loads, existence checks, history).
+const IO_THREADS: usize = 4;
+
 /// Settings of the object space.
 #[derive(Clone, Debug)]
 pub struct SpaceConfig {
@@ -63,6 +66,7 @@ pub struct SpaceInner {
     pub(crate) roots: Roots,
     pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) pool: Pool,
+    pub(crate) io: Pool,
     pub(crate) audit_limits: AuditLimits,
     next_oid: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
@@ -151,11 +155,19 @@ impl ObjectSpace {
             .collect();
         let sandbox = Sandbox::new(image.clone(), config.sandbox.clone(), registry)
             .map_err(|e| ActorError::internal(e.0))?;
-        let pool = Pool::new(config.sandbox_threads).map_err(ActorError::internal)?;
+        let pool = Pool::new(
+            "sandbox",
+            config.sandbox_threads,
+            crate::pool::SANDBOX_STACK_BYTES,
+        )
+        .map_err(ActorError::internal)?;
+        let io = Pool::new("io", IO_THREADS, crate::pool::IO_STACK_BYTES)
+            .map_err(ActorError::internal)?;
         let audit_limits = config.audit.clone();
         let inner = Arc::new(SpaceInner {
             sandbox: Arc::new(sandbox),
             pool,
+            io,
             audit_limits,
             config,
             table,
@@ -348,11 +360,7 @@ impl SpaceInner {
                 }
             }
         };
-        // On a sandbox thread (no runtime) the load runs right here.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(load)),
-            Err(_) => load(),
-        }
+        self.io.spawn(load);
     }
 
     /// Marks the object in use and waits for it to load, blocking the
@@ -502,9 +510,11 @@ impl ObjectOp for GetState {
                 slots
             })?;
             let oid = receiver.oid;
-            let methods = tokio::task::spawn_blocking(move || method::history(&space, oid))
-                .await
-                .map_err(ActorError::internal)??;
+            let space2 = space.clone();
+            let methods = space
+                .io
+                .run(move || method::history(&space2, oid))
+                .await??;
             Ok(FullState { slots, methods })
         })
     }

@@ -20,22 +20,38 @@ use crate::value::{parse_parents, Oid, PARENT_SLOT};
 const SHARDS: usize = 64;
 
 /// The committed slots of a live object.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ObjectState {
     /// Slot name → contents.
     pub slots: HashMap<String, Slot>,
     /// Changes whenever a commit touches the object; compared at commit time
     /// to detect conflicting transactions.
     pub version: u64,
+    /// `parent*` parsed once (lookup walks it on every send).
+    parents: Vec<Oid>,
 }
 
 impl ObjectState {
+    fn new(slots: HashMap<String, Slot>, version: u64) -> Self {
+        let mut state = ObjectState {
+            slots,
+            version,
+            parents: Vec::new(),
+        };
+        state.reparse_parents();
+        state
+    }
+
     /// The delegation chain (empty when `parent*` is absent).
-    pub fn parents(&self) -> Vec<Oid> {
-        match self.slots.get(PARENT_SLOT) {
+    pub fn parents(&self) -> &[Oid] {
+        &self.parents
+    }
+
+    fn reparse_parents(&mut self) {
+        self.parents = match self.slots.get(PARENT_SLOT) {
             Some(Slot::Data(v)) => parse_parents(v).unwrap_or_default(),
             _ => Vec::new(),
-        }
+        };
     }
 
     fn apply(&mut self, changes: &ObjectChanges, version: u64) {
@@ -50,6 +66,9 @@ impl ObjectState {
             }
         }
         self.version = self.version.max(version);
+        if changes.slots.contains_key(PARENT_SLOT) {
+            self.reparse_parents();
+        }
     }
 }
 
@@ -129,10 +148,7 @@ impl LiveObject {
             };
             *phase = match loaded {
                 Ok(Some(stored)) => {
-                    let mut state = ObjectState {
-                        slots: stored.slots.into_iter().collect(),
-                        version,
-                    };
+                    let mut state = ObjectState::new(stored.slots.into_iter().collect(), version);
                     for (changes, v) in &pending {
                         state.apply(changes, *v);
                     }
