@@ -11,6 +11,7 @@ pub mod error;
 pub mod metrics;
 pub use batos_protocol as protocol;
 pub mod server;
+pub mod steward;
 pub mod store;
 
 pub use config::Config;

@@ -2,10 +2,12 @@
 //! are a client for people, speaking the Synaptic Bridge protocol.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use batos_kernel::cli::{self, ExitCode, Request};
 use batos_kernel::config::{Config, Durability};
+use batos_kernel::steward::{KernelFlags, StewardError, StewardOptions};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run the kernel.
     Run(RunArgs),
+    /// Run the kernel under the steward: restart it when it dies, apply
+    /// upgrades from the upgrade channel (docs/steward.md).
+    Steward(StewardArgs),
     /// Check the kernel answers; print its version, uptime and object count.
     Ping,
     /// Show an object's slots, or the roots and object count.
@@ -78,6 +83,89 @@ struct RunArgs {
     no_first_conversation: bool,
 }
 
+#[derive(Args)]
+struct StewardArgs {
+    /// The `batos run` flags, passed to every kernel the steward starts.
+    #[command(flatten)]
+    run: RunArgs,
+    /// The kernel binary the steward runs and upgrades in place [default: this executable].
+    #[arg(long)]
+    kernel_binary: Option<PathBuf>,
+    /// The upgrade channel folder (created if missing).
+    #[arg(long, default_value = "upgrade_channel")]
+    upgrade_channel: PathBuf,
+    /// A folder replace_binary payloads may come from; repeatable [default: CHANNEL/payload].
+    #[arg(long = "allow-source", value_name = "DIR")]
+    allow_sources: Vec<PathBuf>,
+    /// A command run_command may run, as NAME=PROGRAM [ARGS...] (split on whitespace); repeatable.
+    #[arg(long = "allow-command", value_name = "NAME=PROGRAM [ARGS...]")]
+    allow_commands: Vec<String>,
+    /// Steward settings file (TOML): allowed_sources, [commands], command_timeout_s.
+    #[arg(long)]
+    steward_config: Option<PathBuf>,
+    /// The steward's Prometheus endpoint HOST:PORT ("" disables it).
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    steward_metrics: String,
+    /// Unexpected kernel exits tolerated within the window; one more stops the steward (status 3).
+    #[arg(long, default_value_t = 5)]
+    max_restarts: u32,
+    /// The crash-loop window, in seconds.
+    #[arg(long, default_value_t = 60)]
+    restart_window_s: u64,
+    /// Seconds a kernel may take to exit after SIGTERM, before SIGKILL.
+    #[arg(long, default_value_t = 30)]
+    stop_timeout_s: u64,
+    /// Seconds a kernel may take to print its ready line.
+    #[arg(long, default_value_t = 30)]
+    ready_timeout_s: u64,
+}
+
+/// `batos steward`: its exit status (0 clean, 1 error, 3 crash loop).
+fn steward(endpoint: Option<String>, args: StewardArgs) -> i32 {
+    init_tracing("info");
+    match steward_options(endpoint, args).and_then(batos_kernel::steward::run) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("batos steward: {err}");
+            err.exit_code()
+        }
+    }
+}
+
+fn steward_options(
+    endpoint: Option<String>,
+    args: StewardArgs,
+) -> Result<StewardOptions, StewardError> {
+    let run = args.run;
+    let mut opts = StewardOptions {
+        kernel: KernelFlags {
+            config: run.config,
+            data: run.data,
+            endpoint,
+            events: run.events,
+            metrics: run.metrics,
+            durability: run.durability,
+            no_first_conversation: run.no_first_conversation,
+        },
+        kernel_binary: args.kernel_binary,
+        channel: args.upgrade_channel,
+        allowed_sources: args.allow_sources,
+        metrics_listen: args.steward_metrics,
+        max_restarts: args.max_restarts,
+        restart_window: Duration::from_secs(args.restart_window_s),
+        stop_timeout: Duration::from_secs(args.stop_timeout_s),
+        ready_timeout: Duration::from_secs(args.ready_timeout_s),
+        ..StewardOptions::default()
+    };
+    if let Some(path) = &args.steward_config {
+        opts.load_file(path)?;
+    }
+    for flag in &args.allow_commands {
+        opts.allow_command(flag)?;
+    }
+    Ok(opts)
+}
+
 fn parse_durability(s: &str) -> Result<Durability, String> {
     match s {
         "sync" => Ok(Durability::Sync),
@@ -96,6 +184,7 @@ fn main() {
                 1
             }
         },
+        Command::Steward(args) => steward(cli.endpoint, args),
         other => {
             let endpoint = cli
                 .endpoint
@@ -112,7 +201,7 @@ fn main() {
                 } => Request::Send(oid, selector, args),
                 Command::New { slots } => Request::New(slots),
                 Command::Clone { oid } => Request::Clone(oid),
-                Command::Run(_) => unreachable!("handled above"),
+                Command::Run(_) | Command::Steward(_) => unreachable!("handled above"),
             };
             cli::run(&endpoint, cli.timeout_ms, request) as i32
         }

@@ -19,3 +19,4 @@ mod malformed;
 mod methods;
 mod metrics;
 mod persistence;
+mod steward;
