@@ -69,10 +69,16 @@ fn run_top(
         deadline,
     }));
     let mut generated = false;
+    let mut method_at: Option<(Oid, u32)> = None;
     let resolved = {
         let mut c = ctx.lock();
         match c.lookup(receiver, &selector)? {
-            Some(slot) => c.dispatch(receiver, slot, &args)?,
+            Some((holder, slot)) => {
+                if let Slot::Method(m) = &slot {
+                    method_at = Some((holder, m.version));
+                }
+                c.dispatch(receiver, slot, &args)?
+            }
             None => match c.synthesize(receiver, &selector, args.len())? {
                 Some(slot) => {
                     generated = true;
@@ -96,10 +102,13 @@ fn run_top(
         Resolved::Method { hash } => {
             let host: Arc<Mutex<dyn MethodHost>> = ctx.clone();
             let frame = sandbox::frame(receiver, &selector, args, 0);
-            space
-                .sandbox
-                .invoke(&host, &hash, frame, deadline)
-                .map_err(|e| ActorError::MethodTrap(e.0))?
+            let outcome = space.sandbox.invoke(&host, &hash, frame, deadline);
+            if let Some((holder, version)) = method_at {
+                space
+                    .method_stats
+                    .record(holder, &selector, version, outcome.is_err());
+            }
+            outcome.map_err(|e| ActorError::MethodTrap(e.0))?
         }
     };
     let tx = std::mem::take(&mut ctx.lock().tx);
@@ -197,7 +206,12 @@ impl TxCtx {
     }
 
     /// Lookup along `parent*`, depth-first, each object once.
-    pub(crate) fn lookup(&mut self, oid: Oid, selector: &str) -> Result<Option<Slot>, ActorError> {
+    /// The slot `selector` answers to and the object holding it.
+    pub(crate) fn lookup(
+        &mut self,
+        oid: Oid,
+        selector: &str,
+    ) -> Result<Option<(Oid, Slot)>, ActorError> {
         let mut visited = std::collections::HashSet::new();
         let mut stack = vec![oid];
         while let Some(current) = stack.pop() {
@@ -208,7 +222,7 @@ impl TxCtx {
                 continue;
             }
             if let Some(slot) = self.own_slot(current, selector)? {
-                return Ok(Some(slot));
+                return Ok(Some((current, slot)));
             }
             stack.extend(self.parents(current)?.into_iter().rev());
         }
@@ -258,7 +272,10 @@ impl TxCtx {
         };
         // Getters apply only when the slot exists along parent*.
         if candidate.pattern == "getFoo"
-            && !matches!(self.lookup(receiver, &candidate.slot)?, Some(Slot::Data(_)))
+            && !matches!(
+                self.lookup(receiver, &candidate.slot)?,
+                Some((_, Slot::Data(_)))
+            )
         {
             return Ok(None);
         }
@@ -345,7 +362,7 @@ fn fault(err: ActorError) -> MethodFault {
 impl MethodHost for TxCtx {
     fn read_slot(&mut self, oid: Oid, name: &str) -> Result<Option<Value>, MethodFault> {
         match self.lookup(oid, name).map_err(fault)? {
-            Some(Slot::Data(value)) => Ok(Some(value)),
+            Some((_, Slot::Data(value))) => Ok(Some(value)),
             _ => Ok(None),
         }
     }
@@ -367,7 +384,7 @@ impl MethodHost for TxCtx {
             return Ok(Resolved::Status(status::NO_SUCH_OBJECT));
         }
         let slot = match self.lookup(target, selector).map_err(fault)? {
-            Some(slot) => slot,
+            Some((_, slot)) => slot,
             None => match self
                 .synthesize(target, selector, args.len())
                 .map_err(fault)?

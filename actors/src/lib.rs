@@ -22,6 +22,7 @@ pub mod roots;
 pub mod sandbox;
 pub mod slot;
 pub mod space;
+pub mod stats;
 pub mod synthesis;
 pub mod table;
 pub mod txn;

@@ -23,6 +23,7 @@ use crate::primitives;
 use crate::roots::{self, Roots};
 use crate::sandbox::{Sandbox, SandboxLimits};
 use crate::slot::{MethodRecord, Primitive, Provenance, Slot};
+use crate::stats::{MethodOutcomes, MethodStats};
 use crate::table::{Checkout, InUse, ObjectTable};
 use crate::txn::Transaction;
 use crate::value::{make_ref, parse_parents, prepare_input, Oid, Value, PARENT_SLOT};
@@ -67,6 +68,7 @@ pub struct SpaceInner {
     pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) pool: Pool,
     pub(crate) io: Pool,
+    pub(crate) method_stats: MethodStats,
     pub(crate) audit_limits: AuditLimits,
     next_oid: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
@@ -168,6 +170,7 @@ impl ObjectSpace {
             sandbox: Arc::new(sandbox),
             pool,
             io,
+            method_stats: MethodStats::default(),
             audit_limits,
             config,
             table,
@@ -195,6 +198,11 @@ impl ObjectSpace {
     /// Objects in the image, roots included.
     pub fn object_count(&self) -> u64 {
         self.inner.counters.objects.load(Ordering::Acquire)
+    }
+
+    /// Per-method call and trap counts since the last call (for the heartbeat).
+    pub fn take_method_stats(&self) -> Vec<MethodOutcomes> {
+        self.inner.method_stats.take()
     }
 
     /// Live object actors.

@@ -21,6 +21,8 @@ pub struct Config {
     pub actors: ActorsConfig,
     /// The method sandbox and its audit.
     pub sandbox: SandboxConfig,
+    /// The autotelic heartbeat.
+    pub heartbeat: crate::heartbeat::HeartbeatConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
 }
@@ -186,7 +188,15 @@ impl Default for MetricsConfig {
     }
 }
 
-const SECTIONS: [&str; 6] = ["kernel", "bridge", "store", "actors", "sandbox", "metrics"];
+const SECTIONS: [&str; 7] = [
+    "kernel",
+    "bridge",
+    "store",
+    "actors",
+    "sandbox",
+    "heartbeat",
+    "metrics",
+];
 
 impl Config {
     /// Defaults, then the file (if any), then `BATOS_*` environment variables.

@@ -8,6 +8,7 @@ pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod heartbeat;
 pub mod metrics;
 pub use batos_protocol as protocol;
 pub mod server;

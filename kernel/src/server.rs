@@ -120,6 +120,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         max_request_bytes: config.bridge.max_request_bytes,
         max_inflight: config.bridge.max_inflight.max(1),
     };
+    let heartbeat = actix::spawn(crate::heartbeat::run(
+        space.clone(),
+        config.heartbeat.clone(),
+        config.kernel.data_dir.clone(),
+        registry.clone(),
+        stop_rx.clone(),
+    ));
     let serving = actix::spawn(bridge::serve(
         sockets,
         ctx,
@@ -132,6 +139,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutdown requested");
     let _ = stop_tx.send(true);
     let _ = serving.await;
+    let _ = heartbeat.await;
     space.shutdown().await;
     if let Some((task, _)) = metrics_task {
         task.abort();

@@ -14,6 +14,7 @@ mod clients;
 mod commands;
 mod errors;
 mod events;
+mod heartbeat;
 mod lifecycle;
 mod malformed;
 mod methods;
