@@ -8,9 +8,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::KernelError;
 
-/// Largest request head the endpoint reads.
-const MAX_HEAD: usize = 8 * 1024;
-
 /// Binds the metrics listener.
 pub async fn bind(listen: &str) -> Result<TcpListener, KernelError> {
     TcpListener::bind(listen).await.map_err(|e| {
@@ -41,25 +38,51 @@ pub async fn serve(listener: TcpListener, registry: Registry) {
 async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    while !head_complete(&head) {
         let n = stream.read(&mut buf).await?;
         if n == 0 || head.len() + n > MAX_HEAD {
             return Ok(());
         }
         head.extend_from_slice(&buf[..n]);
     }
+    let response = http_response(&head, || render(registry))?;
+    stream.write_all(&response).await?;
+    stream.shutdown().await
+}
+
+/// Largest request head a metrics endpoint reads.
+pub const MAX_HEAD: usize = 8 * 1024;
+
+/// Whether `head` holds a whole HTTP request head.
+pub fn head_complete(head: &[u8]) -> bool {
+    head.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// Prometheus text of a registry: content type and body.
+pub fn render(registry: &Registry) -> std::io::Result<(String, Vec<u8>)> {
+    let encoder = TextEncoder::new();
+    let mut body = Vec::new();
+    encoder
+        .encode(&registry.gather(), &mut body)
+        .map_err(std::io::Error::other)?;
+    Ok((encoder.format_type().to_string(), body))
+}
+
+/// The whole HTTP/1.1 response to a request head: the rendered metrics for
+/// `GET /metrics`, 404 for anything else. Shared by the kernel's and the
+/// steward's endpoints.
+pub fn http_response(
+    head: &[u8],
+    render: impl FnOnce() -> std::io::Result<(String, Vec<u8>)>,
+) -> std::io::Result<Vec<u8>> {
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) =
         if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-            let encoder = TextEncoder::new();
-            let mut body = Vec::new();
-            encoder
-                .encode(&registry.gather(), &mut body)
-                .map_err(std::io::Error::other)?;
-            ("200 OK", encoder.format_type().to_string(), body)
+            let (content_type, body) = render()?;
+            ("200 OK", content_type, body)
         } else {
             (
                 "404 Not Found",
@@ -67,13 +90,13 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
                 b"try GET /metrics\n".to_vec(),
             )
         };
-    let header = format!(
+    let mut response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    );
-    stream.write_all(header.as_bytes()).await?;
-    stream.write_all(&body).await?;
-    stream.shutdown().await
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    Ok(response)
 }
 
 /// The address a listener is bound to, for the ready line.

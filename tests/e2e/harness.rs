@@ -178,7 +178,7 @@ fn run_command(root: &Path, opts: &Options) -> Command {
 /// If the test process dies abruptly, its kernels die with it (Linux:
 /// PR_SET_PDEATHSIG; it fires when the spawning thread exits, and a kernel
 /// never outlives the test thread that started it).
-fn kill_with_parent(cmd: &mut Command) {
+pub fn kill_with_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;

@@ -334,19 +334,7 @@ impl Drop for Steward {
 /// If the test process dies, its stewards die with it (and their kernels,
 /// which get SIGTERM from the steward's death).
 fn die_with_test(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
+    kill_with_parent(cmd);
 }
 
 /// A free loopback port below the ephemeral range. The kernel's ports must

@@ -12,7 +12,6 @@ use super::channel::Outcome;
 use super::error::StewardError;
 
 /// Largest request head read.
-const MAX_HEAD: usize = 8 * 1024;
 /// A scraper that stalls longer than this is dropped.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -147,34 +146,16 @@ impl StewardMetrics {
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         let mut head = Vec::with_capacity(512);
         let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        while !crate::metrics::head_complete(&head) {
             let n = stream.read(&mut buf)?;
-            if n == 0 || head.len() + n > MAX_HEAD {
+            if n == 0 || head.len() + n > crate::metrics::MAX_HEAD {
                 return Ok(());
             }
             head.extend_from_slice(&buf[..n]);
         }
-        let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-        let line = String::from_utf8_lossy(line);
-        let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let (status, content_type, body) =
-            if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-                let (content_type, body) = self.render().map_err(std::io::Error::other)?;
-                ("200 OK", content_type, body)
-            } else {
-                (
-                    "404 Not Found",
-                    "text/plain".to_string(),
-                    b"try GET /metrics\n".to_vec(),
-                )
-            };
-        let header = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(header.as_bytes())?;
-        stream.write_all(&body)?;
+        let response =
+            crate::metrics::http_response(&head, || self.render().map_err(std::io::Error::other))?;
+        stream.write_all(&response)?;
         stream.flush()
     }
 }
