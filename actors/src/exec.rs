@@ -35,12 +35,26 @@ pub(crate) async fn send_in_transaction(
 ) -> Result<SendOutcome, ActorError> {
     for _ in 0..ATTEMPTS {
         let (space2, selector2, args2) = (space.clone(), selector.clone(), args.clone());
-        let (outcome, tx) = space
+        let (outcome, mut tx) = space
             .pool
             .run(move || run_top(space2, receiver, selector2, args2))
             .await??;
+        let upgrades = std::mem::take(&mut tx.upgrades);
         match space.committer.commit(tx).await {
-            Ok(_) => return Ok(outcome),
+            Ok(_) => {
+                // Effects outside the image happen only once the message is durable.
+                for instruction in upgrades {
+                    match space.hooks.request_upgrade(&instruction) {
+                        Ok(id) => {
+                            tracing::info!(id = %id, "upgrade requested from inside the image")
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "submitting a requested upgrade failed")
+                        }
+                    }
+                }
+                return Ok(outcome);
+            }
             Err(CommitError::Conflict) => continue,
             Err(CommitError::Image(e)) => return Err(e.into()),
             Err(CommitError::Closed) => {
@@ -321,6 +335,7 @@ impl TxCtx {
         let arity = match p {
             Primitive::Clone => 0,
             Primitive::SetSlotValue | Primitive::RollbackMethod => 2,
+            Primitive::RequestUpgrade => 1,
         };
         if args.len() != arity {
             return Ok(Resolved::Status(status::SEND_FAILED));
@@ -338,6 +353,16 @@ impl TxCtx {
                     Err(_) => Resolved::Status(status::BAD_VALUE),
                 },
                 None => Resolved::Status(status::BAD_VALUE),
+            },
+            Primitive::RequestUpgrade => match self.space.hooks.check_upgrade(&args[0]) {
+                Ok(id) => {
+                    self.tx.upgrades.push(args[0].clone());
+                    Resolved::Value(Value::from(id))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "requestUpgrade_ refused");
+                    Resolved::Status(status::BAD_VALUE)
+                }
             },
             Primitive::RollbackMethod => match (args[0].as_str(), args[1].as_u64()) {
                 (Some(selector), Some(version)) => {

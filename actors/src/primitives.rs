@@ -22,8 +22,8 @@ pub(crate) async fn run(
             expect_args(p, &args, 0)?;
             clone(space, receiver).await.map(make_ref)
         }
-        Primitive::RollbackMethod => Err(ActorError::internal(
-            "rollback runs in a transaction, not here",
+        Primitive::RollbackMethod | Primitive::RequestUpgrade => Err(ActorError::internal(
+            "this primitive runs in a transaction, not here",
         )),
         Primitive::SetSlotValue => {
             expect_args(p, &args, 2)?;

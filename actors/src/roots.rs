@@ -94,10 +94,8 @@ pub fn genesis(oids: [Oid; 6]) -> (Roots, Transaction) {
             _ => Value::Array(vec![make_ref(traits)]),
         };
         let mut slots = vec![(PARENT_SLOT.to_string(), Slot::Data(parents))];
-        if name == TRAITS {
-            for p in Primitive::ALL {
-                slots.push((p.selector().to_string(), Slot::Primitive(p)));
-            }
+        for p in Primitive::ALL.into_iter().filter(|p| p.root() == name) {
+            slots.push((p.selector().to_string(), Slot::Primitive(p)));
         }
         tx.create(oid(name), slots);
     }

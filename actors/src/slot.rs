@@ -140,15 +140,28 @@ pub enum Primitive {
     /// `rollbackMethod_toVersion_`: makes an earlier version of a method
     /// on the receiver active again.
     RollbackMethod,
+    /// `requestUpgrade_` (on `orchestrator_obj`): asks the steward for an
+    /// upgrade; the instruction is written to the upgrade channel once the
+    /// message commits.
+    RequestUpgrade,
 }
 
 impl Primitive {
     /// Every primitive, for decoding and docs.
-    pub const ALL: [Primitive; 3] = [
+    pub const ALL: [Primitive; 4] = [
         Primitive::Clone,
         Primitive::SetSlotValue,
         Primitive::RollbackMethod,
+        Primitive::RequestUpgrade,
     ];
+
+    /// The root object that carries the primitive.
+    pub fn root(self) -> &'static str {
+        match self {
+            Primitive::RequestUpgrade => crate::roots::ORCHESTRATOR,
+            _ => crate::roots::TRAITS,
+        }
+    }
 
     /// The selector a primitive answers to.
     pub fn selector(self) -> &'static str {
@@ -156,6 +169,7 @@ impl Primitive {
             Primitive::Clone => "clone",
             Primitive::SetSlotValue => "setSlot_value_",
             Primitive::RollbackMethod => "rollbackMethod_toVersion_",
+            Primitive::RequestUpgrade => "requestUpgrade_",
         }
     }
 
@@ -165,6 +179,7 @@ impl Primitive {
             Primitive::Clone => 1,
             Primitive::SetSlotValue => 2,
             Primitive::RollbackMethod => 3,
+            Primitive::RequestUpgrade => 4,
         }
     }
 

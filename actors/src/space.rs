@@ -69,6 +69,7 @@ pub struct SpaceInner {
     pub(crate) pool: Pool,
     pub(crate) io: Pool,
     pub(crate) method_stats: MethodStats,
+    pub(crate) hooks: Arc<dyn SystemHooks>,
     pub(crate) audit_limits: AuditLimits,
     next_oid: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
@@ -82,6 +83,28 @@ pub struct SendOutcome {
     pub value: Value,
     /// Whether the method was generated for this message.
     pub generated: bool,
+}
+
+/// What the object space asks of the system around it.
+pub trait SystemHooks: Send + Sync + 'static {
+    /// Checks an upgrade instruction (`requestUpgrade_`'s argument) and
+    /// returns its id; nothing is written yet.
+    fn check_upgrade(&self, instruction: &Value) -> Result<String, String>;
+    /// Submits a checked instruction to the upgrade channel. Called once the
+    /// message that asked for it has committed.
+    fn request_upgrade(&self, instruction: &Value) -> Result<String, String>;
+}
+
+/// Hooks for a space with no steward around it: upgrade requests are refused.
+pub struct NoHooks;
+
+impl SystemHooks for NoHooks {
+    fn check_upgrade(&self, _instruction: &Value) -> Result<String, String> {
+        Err("no upgrade channel is configured".into())
+    }
+    fn request_upgrade(&self, _instruction: &Value) -> Result<String, String> {
+        Err("no upgrade channel is configured".into())
+    }
 }
 
 /// An object's slots and method history, as `get_full_state` shows them.
@@ -115,6 +138,7 @@ impl ObjectSpace {
         image: Arc<dyn Image>,
         config: SpaceConfig,
         events: Arc<dyn EventSink>,
+        hooks: Arc<dyn SystemHooks>,
         registry: &Registry,
     ) -> Result<ObjectSpace, ActorError> {
         let metrics = Metrics::new(registry).map_err(ActorError::internal)?;
@@ -171,6 +195,7 @@ impl ObjectSpace {
             pool,
             io,
             method_stats: MethodStats::default(),
+            hooks,
             audit_limits,
             config,
             table,
@@ -656,7 +681,11 @@ impl ObjectOp for SendMessage {
                     primitives::run(&space, &receiver, p, self.args).await?
                 }
                 // Methods, other primitives and doesNotUnderstand run in a transaction.
-                Some(Slot::Primitive(Primitive::RollbackMethod) | Slot::Method(_)) | None => {
+                Some(
+                    Slot::Primitive(Primitive::RollbackMethod | Primitive::RequestUpgrade)
+                    | Slot::Method(_),
+                )
+                | None => {
                     return exec::send_in_transaction(
                         &space,
                         receiver.oid,

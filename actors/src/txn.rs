@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::slot::{MethodRef, Provenance, Slot};
-use crate::value::Oid;
+use crate::value::{Oid, Value};
 
 /// Changes to one object within a transaction.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -22,6 +22,8 @@ pub struct Transaction {
     pub(crate) reads: BTreeMap<Oid, u64>,
     pub(crate) roots: Option<Vec<(String, Oid)>>,
     pub(crate) installs: Vec<Install>,
+    /// Upgrade instructions to submit after the commit (not image state).
+    pub(crate) upgrades: Vec<Value>,
 }
 
 /// A method version installed by a transaction: its history record and

@@ -37,6 +37,8 @@ pub struct KernelConfig {
     pub log: String,
     /// Start the display_yourself first conversation on a fresh image.
     pub first_conversation: bool,
+    /// Where `requestUpgrade_` submits upgrade instructions for the steward.
+    pub upgrade_channel: PathBuf,
 }
 
 impl Default for KernelConfig {
@@ -45,6 +47,7 @@ impl Default for KernelConfig {
             data_dir: PathBuf::from("data"),
             log: "info".into(),
             first_conversation: true,
+            upgrade_channel: PathBuf::from("upgrade_channel"),
         }
     }
 }

@@ -75,6 +75,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             sandbox_threads: config.sandbox.threads,
         },
         Arc::new(sink),
+        Arc::new(crate::steward::request::ChannelHooks::new(
+            config.kernel.upgrade_channel.clone(),
+        )),
         &registry,
     )
     .await?;

@@ -20,4 +20,5 @@ mod malformed;
 mod methods;
 mod metrics;
 mod persistence;
+mod self_upgrade;
 mod steward;

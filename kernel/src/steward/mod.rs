@@ -28,6 +28,7 @@ mod child;
 mod error;
 pub mod instruction;
 mod metrics;
+pub mod request;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
