@@ -23,7 +23,19 @@ use crate::txn::Transaction;
 use crate::value::{make_ref, parse_parents, prepare_input, Oid, Value, PARENT_SLOT};
 
 /// Times a message is re-run when a concurrent transaction changed what it read.
-const ATTEMPTS: usize = 16;
+const ATTEMPTS: u32 = 64;
+
+/// Waits a little before re-running a conflicted message: exponential with
+/// jitter (up to about 13 ms), so a stream of short transactions on the same
+/// object cannot starve a longer one for ever.
+async fn backoff(attempt: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let cap_us = 50u64 << attempt.min(8);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(attempt);
+    let jitter = hasher.finish() % cap_us.max(1);
+    tokio::time::sleep(Duration::from_micros(cap_us / 2 + jitter / 2)).await;
+}
 
 /// Runs `selector` on `receiver` inside a fresh transaction (methods,
 /// synthesis), committing once. Called by the receiver's actor.
@@ -33,7 +45,10 @@ pub(crate) async fn send_in_transaction(
     selector: String,
     args: Vec<Value>,
 ) -> Result<SendOutcome, ActorError> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
         let (space2, selector2, args2) = (space.clone(), selector.clone(), args.clone());
         let (outcome, mut tx) = space
             .pool
