@@ -68,7 +68,13 @@ struct Job {
 /// Handle to the commit thread.
 pub struct Committer {
     sender: parking_lot::Mutex<Option<Sender<Job>>>,
+    receiver: Receiver<Job>,
+    worker: Arc<parking_lot::Mutex<Worker>>,
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    /// Buffered durability: a writer that finds the committer idle writes
+    /// its own group (a WAL append, microseconds) instead of waking the
+    /// commit thread. With fsync the thread always writes.
+    leader_writes: bool,
 }
 
 /// Settings of the commit thread.
@@ -94,7 +100,7 @@ impl Committer {
         counters.objects.store(meta.objects, Ordering::Release);
         counters.applied_tx.store(meta.last_tx, Ordering::Release);
         metrics.image_objects.set(meta.objects as i64);
-        let mut worker = Worker {
+        let worker = Worker {
             image,
             table,
             counters,
@@ -106,24 +112,41 @@ impl Committer {
             events,
             metrics,
         };
-        let thread = std::thread::Builder::new()
-            .name("batos-committer".into())
-            .spawn(move || worker.run(receiver))?;
+        let leader_writes = !worker.sync;
+        let worker = Arc::new(parking_lot::Mutex::new(worker));
+        let thread = {
+            let (worker, receiver) = (worker.clone(), receiver.clone());
+            std::thread::Builder::new()
+                .name("batos-committer".into())
+                .spawn(move || {
+                    while let Ok(first) = receiver.recv() {
+                        let mut worker = worker.lock();
+                        let jobs = worker.drain(first, &receiver);
+                        worker.commit_group(jobs);
+                    }
+                })?
+        };
         Ok(Committer {
             sender: parking_lot::Mutex::new(Some(sender)),
+            receiver,
+            worker,
             thread: parking_lot::Mutex::new(Some(thread)),
+            leader_writes,
         })
     }
 
     /// Commits a transaction; resolves once it is durable and visible, with its id.
     pub async fn commit(&self, tx: Transaction) -> Result<u64, CommitError> {
         let (done, wait) = oneshot::channel();
-        {
-            let sender = self.sender.lock();
-            let sender = sender.as_ref().ok_or(CommitError::Closed)?;
-            sender
-                .send(Job { tx, done })
-                .map_err(|_| CommitError::Closed)?;
+        let job = Job { tx, done };
+        let sender = self.sender.lock().clone().ok_or(CommitError::Closed)?;
+        match self.leader_writes.then(|| self.worker.try_lock()).flatten() {
+            // Lead: this group is our job plus whatever is queued.
+            Some(mut worker) => {
+                let jobs = worker.drain(job, &self.receiver);
+                worker.commit_group(jobs);
+            }
+            None => sender.send(job).map_err(|_| CommitError::Closed)?,
         }
         wait.await.map_err(|_| CommitError::Closed)?
     }
@@ -151,17 +174,16 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, receiver: Receiver<Job>) {
-        while let Ok(first) = receiver.recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < self.max_group {
-                match receiver.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
+    /// `first` and whatever else is queued, up to a group's size.
+    fn drain(&self, first: Job, receiver: &Receiver<Job>) -> Vec<Job> {
+        let mut jobs = vec![first];
+        while jobs.len() < self.max_group {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
             }
-            self.commit_group(jobs);
         }
+        jobs
     }
 
     fn commit_group(&mut self, jobs: Vec<Job>) {
