@@ -159,3 +159,36 @@ fn gauges_track_the_image() {
             .is_some_and(|n| n >= 1.0)
     });
 }
+
+/// The exposition passes `promtool check metrics` (naming and help-text
+/// lint), with every subsystem's series present.
+#[test]
+fn promtool_accepts_the_metrics() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    c.set(o, "x", Value::from(1));
+    let _ = c.send(o, "setY_", vec![Value::from(2)]);
+    let text = k.scrape().text;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) must be installed: .ci/run installs it");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
