@@ -12,6 +12,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
+use crate::error::ActorError;
 use crate::image::{CommitGroup, Image, ImageError, ImageMeta};
 use crate::metrics::Metrics;
 use crate::table::ObjectTable;
@@ -58,6 +59,19 @@ pub enum CommitError {
     /// The committer has stopped.
     #[error("the commit pipeline is shut down")]
     Closed,
+}
+
+impl From<CommitError> for ActorError {
+    /// A conflict that reaches a caller means its re-runs ran out.
+    fn from(err: CommitError) -> ActorError {
+        match err {
+            CommitError::Image(e) => ActorError::Image(e),
+            CommitError::Conflict => ActorError::Overloaded(
+                "transaction kept conflicting with concurrent ones; retry".into(),
+            ),
+            CommitError::Closed => ActorError::Unavailable("the kernel is shutting down".into()),
+        }
+    }
 }
 
 struct Job {

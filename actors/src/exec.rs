@@ -20,7 +20,7 @@ use crate::space::{SendOutcome, SpaceInner};
 use crate::synthesis;
 use crate::table::InUse;
 use crate::txn::Transaction;
-use crate::value::{make_ref, parse_parents, prepare_input, Oid, Value, PARENT_SLOT};
+use crate::value::{make_ref, parse_parents, prepare_slot_value, Oid, Value, PARENT_SLOT};
 
 /// Times a message is re-run when a concurrent transaction changed what it read.
 const ATTEMPTS: u32 = 64;
@@ -71,12 +71,7 @@ pub(crate) async fn send_in_transaction(
                 return Ok(outcome);
             }
             Err(CommitError::Conflict) => continue,
-            Err(CommitError::Image(e)) => return Err(e.into()),
-            Err(CommitError::Closed) => {
-                return Err(ActorError::Unavailable(
-                    "the kernel is shutting down".into(),
-                ))
-            }
+            Err(err) => return Err(err.into()),
         }
     }
     Err(ActorError::Overloaded(format!(
@@ -268,21 +263,15 @@ impl TxCtx {
         if name.is_empty() {
             return Ok(Err("slot names must not be empty".into()));
         }
-        let value = match prepare_input(value, &self.space.roots) {
-            Ok(v) => v,
+        let (value, parents) = match prepare_slot_value(name, value, &self.space.roots) {
+            Ok(checked) => checked,
             Err(e) => return Ok(Err(e)),
         };
-        if name == PARENT_SLOT {
-            let parents = match parse_parents(&value) {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
-            };
-            for parent in parents {
-                if !self.exists(parent)? {
-                    return Ok(Err(format!(
-                        "`parent*` names object {parent}, which does not exist"
-                    )));
-                }
+        for parent in parents {
+            if !self.exists(parent)? {
+                return Ok(Err(format!(
+                    "`parent*` names object {parent}, which does not exist"
+                )));
             }
         }
         self.tx.set(oid, name.to_string(), Slot::Data(value));

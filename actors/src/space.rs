@@ -26,7 +26,7 @@ use crate::slot::{MethodRecord, Primitive, Provenance, Slot};
 use crate::stats::{MethodOutcomes, MethodStats};
 use crate::table::{Checkout, InUse, ObjectTable};
 use crate::txn::Transaction;
-use crate::value::{make_ref, parse_parents, prepare_input, Oid, Value, PARENT_SLOT};
+use crate::value::{make_ref, prepare_slot_value, Oid, Value, PARENT_SLOT};
 
 /// Messages an object's mailbox holds before senders wait; large, because
 /// the bridge bounds in-flight work and waiting senders could reorder.
@@ -336,11 +336,7 @@ impl SpaceInner {
         if tx.is_empty() {
             return Ok(self.counters.applied_tx.load(Ordering::Acquire));
         }
-        self.committer.commit(tx).await.map_err(|err| match err {
-            CommitError::Image(e) => ActorError::Image(e),
-            CommitError::Conflict => ActorError::internal("transaction conflicted too often"),
-            CommitError::Closed => ActorError::Unavailable("the kernel is shutting down".into()),
-        })
+        Ok(self.committer.commit(tx).await?)
     }
 
     /// Commits a transaction built by `build`, re-running it when an object
@@ -356,12 +352,7 @@ impl SpaceInner {
             match self.committer.commit(tx).await {
                 Ok(_) => return Ok(()),
                 Err(CommitError::Conflict) => continue,
-                Err(CommitError::Image(e)) => return Err(e.into()),
-                Err(CommitError::Closed) => {
-                    return Err(ActorError::Unavailable(
-                        "the kernel is shutting down".into(),
-                    ))
-                }
+                Err(err) => return Err(err.into()),
             }
         }
         Err(ActorError::Overloaded(format!(
@@ -490,15 +481,13 @@ impl SpaceInner {
         name: &str,
         value: Value,
     ) -> Result<Value, ActorError> {
-        let value = prepare_input(value, &self.roots).map_err(ActorError::BadRequest)?;
-        if name == PARENT_SLOT {
-            let parents = parse_parents(&value).map_err(ActorError::BadRequest)?;
-            for parent in parents {
-                if !self.exists(parent).await? {
-                    return Err(ActorError::NoSuchObject(format!(
-                        "{parent} (named in `parent*`)"
-                    )));
-                }
+        let (value, parents) =
+            prepare_slot_value(name, value, &self.roots).map_err(ActorError::BadRequest)?;
+        for parent in parents {
+            if !self.exists(parent).await? {
+                return Err(ActorError::NoSuchObject(format!(
+                    "{parent} (named in `parent*`)"
+                )));
             }
         }
         Ok(value)

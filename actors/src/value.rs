@@ -105,6 +105,23 @@ fn resolve_ref(target: &Value, roots: &Roots) -> Result<Oid, String> {
     }
 }
 
+/// Validates a value for slot `name` (the rules every slot write follows,
+/// from a client or from a method): [`prepare_input`], and for `parent*` its
+/// shape. Returns the value and the parents the caller must check exist.
+pub fn prepare_slot_value(
+    name: &str,
+    value: Value,
+    roots: &Roots,
+) -> Result<(Value, Vec<Oid>), String> {
+    let value = prepare_input(value, roots)?;
+    let parents = if name == PARENT_SLOT {
+        parse_parents(&value)?
+    } else {
+        Vec::new()
+    };
+    Ok((value, parents))
+}
+
 /// The parents named by a `parent*` value: one `$ref` or an array of them.
 pub fn parse_parents(value: &Value) -> Result<Vec<Oid>, String> {
     if let Some(oid) = as_ref(value) {
