@@ -32,6 +32,15 @@ pub struct StateEvent {
     pub tx: u64,
 }
 
+/// A cognitive cycle entered a state (published as `cycle_update`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CycleEvent {
+    /// The `CognitiveCycle` object.
+    pub cycle: Oid,
+    /// The state it is now in.
+    pub state: String,
+}
+
 /// Image-wide counters the committer advances and everyone may read.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -45,6 +54,8 @@ pub struct Counters {
 pub trait EventSink: Send + Sync + 'static {
     /// Publishes one event; must not block.
     fn publish(&self, event: StateEvent);
+    /// Publishes a cycle's state change; must not block.
+    fn publish_cycle(&self, event: CycleEvent);
 }
 
 /// Why a commit did not happen.

@@ -3,7 +3,7 @@
 use crate::value::Oid;
 
 /// Why an object-model operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ActorError {
     /// The request itself is malformed (wrong value shape, wrong arity).
     #[error("{0}")]

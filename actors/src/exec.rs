@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use crate::abi::status;
 use crate::committer::CommitError;
 use crate::error::ActorError;
+use crate::generation::Candidate;
 use crate::method;
 use crate::sandbox::{self, MethodFault, MethodHost, Resolved, Sandbox};
 use crate::slot::{Primitive, Provenance, Slot};
@@ -45,15 +46,36 @@ pub(crate) async fn send_in_transaction(
     selector: String,
     args: Vec<Value>,
 ) -> Result<SendOutcome, ActorError> {
+    let mut candidate: Option<Arc<Candidate>> = None;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             backoff(attempt).await;
         }
         let (space2, selector2, args2) = (space.clone(), selector.clone(), args.clone());
-        let (outcome, mut tx) = space
+        let offered = candidate.clone();
+        let ran = space
             .pool
-            .run(move || run_top(space2, receiver, selector2, args2))
+            .run(move || run_top(space2, receiver, selector2, args2, offered.as_deref()))
             .await??;
+        let (outcome, mut tx) = match ran {
+            Some(done) => done,
+            None => match (&candidate, space.generator.get()) {
+                // Lookup and synthesis are exhausted: the model writes the
+                // method, then the message re-runs and installs it.
+                (None, Some(tier)) => {
+                    candidate = Some(tier.candidate(space, receiver, &selector, &args).await?);
+                    continue;
+                }
+                _ => {
+                    return Err(not_understood(
+                        receiver,
+                        &selector,
+                        args.len(),
+                        space.generator.get().is_some(),
+                    ))
+                }
+            },
+        };
         let upgrades = std::mem::take(&mut tx.upgrades);
         match space.committer.commit(tx).await {
             Ok(_) => {
@@ -79,12 +101,27 @@ pub(crate) async fn send_in_transaction(
     )))
 }
 
+fn not_understood(receiver: Oid, selector: &str, argc: usize, has_model: bool) -> ActorError {
+    let model = if has_model {
+        "the model's method was not usable"
+    } else {
+        "and no language model is configured"
+    };
+    ActorError::DoesNotUnderstand(format!(
+        "object {receiver} does not understand {selector:?} ({argc} argument(s)): no slot along parent*, \
+         no accessor pattern applies, {model}"
+    ))
+}
+
+/// Runs the message once. `Ok(None)`: lookup and synthesis found nothing
+/// and no generated `candidate` was offered.
 fn run_top(
     space: Arc<SpaceInner>,
     receiver: Oid,
     selector: String,
     args: Vec<Value>,
-) -> Result<(SendOutcome, Transaction), ActorError> {
+    candidate: Option<&Candidate>,
+) -> Result<Option<(SendOutcome, Transaction)>, ActorError> {
     let deadline = Instant::now() + Duration::from_millis(space.sandbox.limits().wall_clock_ms);
     let ctx = Arc::new(Mutex::new(TxCtx {
         space: space.clone(),
@@ -108,13 +145,14 @@ fn run_top(
                     generated = true;
                     c.dispatch(receiver, slot, &args)?
                 }
-                None => {
-                    return Err(ActorError::DoesNotUnderstand(format!(
-                        "object {receiver} does not understand {selector:?} ({} argument(s)): no slot along parent*, \
-                         no accessor pattern applies, and no language model is configured",
-                        args.len()
-                    )))
-                }
+                None => match candidate {
+                    Some(candidate) => {
+                        let slot = c.install_candidate(receiver, &selector, candidate)?;
+                        generated = true;
+                        c.dispatch(receiver, slot, &args)?
+                    }
+                    None => return Ok(None),
+                },
             },
         }
     };
@@ -136,7 +174,7 @@ fn run_top(
         }
     };
     let tx = std::mem::take(&mut ctx.lock().tx);
-    Ok((SendOutcome { value, generated }, tx))
+    Ok(Some((SendOutcome { value, generated }, tx)))
 }
 
 fn status_message(code: i32, selector: &str) -> String {
@@ -276,6 +314,26 @@ impl TxCtx {
         }
         self.tx.set(oid, name.to_string(), Slot::Data(value));
         Ok(Ok(()))
+    }
+
+    /// Installs a model-written method in this transaction.
+    fn install_candidate(
+        &mut self,
+        receiver: Oid,
+        selector: &str,
+        candidate: &Candidate,
+    ) -> Result<Slot, ActorError> {
+        let install = method::prepare_install(
+            &self.space,
+            receiver,
+            selector,
+            candidate.wasm.clone(),
+            candidate.provenance.clone(),
+            &self.tx,
+        )?;
+        let slot = Slot::Method(install.method.clone());
+        self.tx.install(install);
+        Ok(slot)
     }
 
     /// Tries the synthesis tier; installs the method in this transaction.

@@ -8,7 +8,7 @@ use crate::txn::Transaction;
 use crate::value::Oid;
 
 /// A failure of the durable image.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ImageError {
     /// The storage engine reported an error.
     #[error("storage: {0}")]

@@ -8,14 +8,19 @@
 
 pub mod abi;
 pub mod audit;
+pub mod changes;
 pub mod committer;
 pub mod error;
 pub mod exec;
+pub mod generation;
 pub mod image;
+pub mod inference;
 pub mod lookup;
+pub mod memory;
 pub mod method;
 pub mod metrics;
 pub mod object;
+pub mod orchestration;
 mod pool;
 pub mod primitives;
 pub mod roots;
@@ -28,6 +33,7 @@ pub mod table;
 pub mod txn;
 pub mod value;
 
+pub use changes::Changes;
 pub use error::ActorError;
 pub use image::{Image, ImageError};
 pub use space::{ObjectSpace, SpaceConfig};

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use prometheus::Registry;
 
 use crate::audit::{self, AuditLimits};
+use crate::changes::Changes;
 use crate::committer::{CommitError, Committer, CommitterConfig, Counters, EventSink};
 use crate::error::ActorError;
 use crate::exec;
@@ -71,6 +72,7 @@ pub struct SpaceInner {
     pub(crate) method_stats: MethodStats,
     pub(crate) hooks: Arc<dyn SystemHooks>,
     pub(crate) audit_limits: AuditLimits,
+    pub(crate) generator: std::sync::OnceLock<Arc<crate::generation::ModelTier>>,
     next_oid: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
@@ -197,6 +199,7 @@ impl ObjectSpace {
             method_stats: MethodStats::default(),
             hooks,
             audit_limits,
+            generator: std::sync::OnceLock::new(),
             config,
             table,
             image,
@@ -301,6 +304,43 @@ impl ObjectSpace {
         args: Vec<Value>,
     ) -> Result<SendOutcome, ActorError> {
         self.inner.call(oid, SendMessage { selector, args }).await
+    }
+
+    /// Adds the model tier to doesNotUnderstand (once).
+    pub fn enable_generation(&self, tier: Arc<crate::generation::ModelTier>) {
+        let _ = self.inner.generator.set(tier);
+    }
+
+    /// A fresh oid for an object a kernel service will create.
+    pub fn allocate_oid(&self) -> Oid {
+        self.inner.allocate_oid()
+    }
+
+    /// Commits a kernel service's changes atomically; returns the
+    /// transaction number once durable. Live objects see the changes.
+    pub async fn apply(&self, changes: Changes) -> Result<u64, ActorError> {
+        self.inner.commit(changes.tx).await
+    }
+
+    /// An object's data slots as last committed to the image, without
+    /// activating it (bulk reads: rebuilding the memory index). Method and
+    /// primitive slots are left out. `None` if the object does not exist.
+    pub async fn read_committed(
+        &self,
+        oid: Oid,
+    ) -> Result<Option<Vec<(String, Value)>>, ActorError> {
+        let image = self.inner.image.clone();
+        let stored = self.inner.io.run(move || image.load_object(oid)).await??;
+        Ok(stored.map(|object| {
+            object
+                .slots
+                .into_iter()
+                .filter_map(|(name, slot)| match slot {
+                    Slot::Data(value) => Some((name, value)),
+                    _ => None,
+                })
+                .collect()
+        }))
     }
 
     /// Makes a consistent checkpoint of the image.

@@ -35,6 +35,32 @@ pub enum Request {
     New(Option<String>),
     /// `batos clone OID`
     Clone(String),
+    /// `batos ingest FILE...` (each file's path is its source)
+    Ingest(Vec<std::path::PathBuf>),
+    /// `batos search QUERY [--source S] [--limit N]`
+    Search {
+        /// The query.
+        query: String,
+        /// Only this source.
+        source: Option<String>,
+        /// At most this many hits.
+        limit: Option<u64>,
+    },
+    /// `batos experts`
+    Experts,
+    /// `batos infer PROMPT [--expert NAME] [--max-tokens N]`
+    Infer {
+        /// The prompt.
+        prompt: String,
+        /// The persona expert.
+        expert: Option<String>,
+        /// Most tokens.
+        max_tokens: Option<u64>,
+    },
+    /// `batos cycle start KIND` / `batos cycle get OID`
+    CycleStart(String),
+    /// `batos cycle get OID`
+    CycleGet(String),
 }
 
 /// Runs a client subcommand, printing the result as JSON on stdout.
@@ -109,6 +135,52 @@ fn build(request: Request) -> Result<Call, String> {
             _ => return Err("the slots of a new object must be a JSON object".into()),
         },
         Request::Clone(oid) => ("clone", vec![("oid", oid_arg(&oid))]),
+        Request::Ingest(files) => {
+            let mut documents = Vec::with_capacity(files.len());
+            for path in files {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                documents.push(Value::Map(vec![
+                    (
+                        Value::from("source"),
+                        Value::from(path.display().to_string()),
+                    ),
+                    (Value::from("text"), Value::from(text)),
+                ]));
+            }
+            ("ingest", vec![("documents", Value::Array(documents))])
+        }
+        Request::Search {
+            query,
+            source,
+            limit,
+        } => {
+            let mut fields = vec![("query", Value::from(query))];
+            if let Some(source) = source {
+                fields.push(("source", Value::from(source)));
+            }
+            if let Some(limit) = limit {
+                fields.push(("limit", Value::from(limit)));
+            }
+            ("search_memory", fields)
+        }
+        Request::Experts => ("list_experts", vec![]),
+        Request::Infer {
+            prompt,
+            expert,
+            max_tokens,
+        } => {
+            let mut fields = vec![("prompt", Value::from(prompt))];
+            if let Some(expert) = expert {
+                fields.push(("expert", Value::from(expert)));
+            }
+            if let Some(n) = max_tokens {
+                fields.push(("max_tokens", Value::from(n)));
+            }
+            ("infer", fields)
+        }
+        Request::CycleStart(kind) => ("start_cycle", vec![("kind", Value::from(kind))]),
+        Request::CycleGet(oid) => ("get_cycle", vec![("cycle", oid_arg(&oid))]),
     })
 }
 

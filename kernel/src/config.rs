@@ -25,6 +25,12 @@ pub struct Config {
     pub heartbeat: crate::heartbeat::HeartbeatConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// Fractal memory (the knowledge catalog).
+    pub memory: MemoryConfig,
+    /// Cognitive cycles.
+    pub orchestrator: OrchestratorConfig,
+    /// The cognitive core (language model and persona experts).
+    pub inference: InferenceConfig,
 }
 
 /// `[kernel]`
@@ -191,7 +197,97 @@ impl Default for MetricsConfig {
     }
 }
 
-const SECTIONS: [&str; 7] = [
+/// `[memory]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Token budget of one chunk.
+    pub chunk_tokens: usize,
+    /// Children (chunks or summaries) per summary.
+    pub summary_fanout: usize,
+    /// Token budget of one summary.
+    pub summary_tokens: usize,
+    /// Most documents written in one batch (one image transaction, one index commit).
+    pub max_batch_documents: usize,
+    /// Ingest requests waiting beyond this get `overloaded`.
+    pub max_queue: usize,
+    /// Summarize newly ingested sources in the background.
+    pub background_summaries: bool,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            chunk_tokens: 256,
+            summary_fanout: 8,
+            summary_tokens: 160,
+            max_batch_documents: 512,
+            max_queue: 1024,
+            background_summaries: true,
+        }
+    }
+}
+
+/// `[orchestrator]`
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    /// A pause after each cycle step, to watch a cycle go (0: none).
+    pub step_pause_ms: u64,
+}
+
+/// `[inference]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// The backend: "mistral" (mistral.rs, when built with it) or
+    /// "scripted" (answers from a JSON script file given as `model`).
+    pub engine: String,
+    /// The model: a GGUF file or a safetensors folder ("" = no model;
+    /// `--model PATH` overrides). Never downloaded: the path must exist.
+    pub model: PathBuf,
+    /// In-situ quantization applied when loading (e.g. "Q4K", "Q8_0"; "" keeps the weights).
+    pub isq: String,
+    /// Folder of persona experts (LoRA adapters, PEFT layout) absorbed into the image on start.
+    pub adapters_dir: PathBuf,
+    /// Generations waiting beyond this get `overloaded`.
+    pub max_queue: usize,
+    /// Longest one generation may run, queueing excluded.
+    pub timeout_ms: u64,
+    /// `max_tokens` when `infer` gives none.
+    pub default_max_tokens: usize,
+    /// Bytes of experts kept in RAM (the warm tier, LRU).
+    pub warm_bytes: u64,
+    /// Bytes of accelerator (or CPU) memory for hot experts, base weights included.
+    pub hot_bytes: u64,
+    /// doesNotUnderstand: generation attempts before giving up.
+    pub dnu_attempts: u32,
+    /// doesNotUnderstand: tokens per generated method.
+    pub dnu_max_tokens: usize,
+    /// doesNotUnderstand: the persona expert that writes methods ("" = base model).
+    pub dnu_expert: String,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        InferenceConfig {
+            engine: "mistral".into(),
+            model: PathBuf::new(),
+            isq: String::new(),
+            adapters_dir: PathBuf::from("lora_adapters"),
+            max_queue: 64,
+            timeout_ms: 120_000,
+            default_max_tokens: 128,
+            warm_bytes: 2 * 1024 * 1024 * 1024,
+            hot_bytes: 6_900_000_000,
+            dnu_attempts: 3,
+            dnu_max_tokens: 512,
+            dnu_expert: String::new(),
+        }
+    }
+}
+
+const SECTIONS: [&str; 10] = [
     "kernel",
     "bridge",
     "store",
@@ -199,6 +295,9 @@ const SECTIONS: [&str; 7] = [
     "sandbox",
     "heartbeat",
     "metrics",
+    "memory",
+    "orchestrator",
+    "inference",
 ];
 
 impl Config {

@@ -21,6 +21,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use batos_actors::memory::Catalog;
 use batos_actors::value::make_ref;
 use batos_actors::{ObjectSpace, Oid, Value};
 use prometheus::proto::MetricFamily;
@@ -181,6 +182,7 @@ fn ratio(part: f64, whole: f64) -> f64 {
 /// Runs beats until `stop` turns true.
 pub async fn run(
     space: ObjectSpace,
+    catalog: Catalog,
     config: HeartbeatConfig,
     data_dir: PathBuf,
     registry: Registry,
@@ -198,6 +200,7 @@ pub async fn run(
     };
     let mut beat = Beat {
         space,
+        catalog,
         config,
         data_dir,
         registry,
@@ -218,6 +221,7 @@ pub async fn run(
 
 struct Beat {
     space: ObjectSpace,
+    catalog: Catalog,
     config: HeartbeatConfig,
     data_dir: PathBuf,
     registry: Registry,
@@ -256,6 +260,14 @@ impl Beat {
             .await;
         }
         self.trap_rule().await;
+        // Fractal memory: summarize sources ingested since the last beat
+        // (the memory worker also does so between ingests unless
+        // `[memory] background_summaries` is off).
+        match self.catalog.summarize(Vec::new()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(summaries = n, "heartbeat summarized new memory"),
+            Err(err) => tracing::warn!(error = %err, "heartbeat could not summarize memory"),
+        }
         if self.config.checkpoint_every_ms > 0
             && self.last_checkpoint.elapsed()
                 >= Duration::from_millis(self.config.checkpoint_every_ms)

@@ -59,6 +59,12 @@ enum Command {
     New { slots: Option<String> },
     /// Clone an object (shallow).
     Clone { oid: String },
+    /// The Memory Inspector: an interactive terminal UI on a running kernel.
+    Inspect {
+        /// Events endpoint (SUB) [default: the configured default].
+        #[arg(long)]
+        events: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -81,6 +87,9 @@ struct RunArgs {
     /// Do not start the display_yourself first conversation on a fresh image.
     #[arg(long)]
     no_first_conversation: bool,
+    /// The language model: a GGUF file or a safetensors folder (never downloaded).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -146,6 +155,7 @@ fn steward_options(
             metrics: run.metrics,
             durability: run.durability,
             no_first_conversation: run.no_first_conversation,
+            model: run.model,
         },
         kernel_binary: args.kernel_binary,
         channel: args.upgrade_channel,
@@ -185,6 +195,18 @@ fn main() {
             }
         },
         Command::Steward(args) => steward(cli.endpoint, args),
+        Command::Inspect { events } => {
+            let endpoint = cli
+                .endpoint
+                .unwrap_or_else(|| Config::default().bridge.endpoint);
+            match batos_kernel::inspect::run(&endpoint, events.as_deref(), cli.timeout_ms) {
+                Ok(()) => 0,
+                Err(err) => {
+                    eprintln!("batos inspect: {err:#}");
+                    1
+                }
+            }
+        }
         other => {
             let endpoint = cli
                 .endpoint
@@ -201,7 +223,9 @@ fn main() {
                 } => Request::Send(oid, selector, args),
                 Command::New { slots } => Request::New(slots),
                 Command::Clone { oid } => Request::Clone(oid),
-                Command::Run(_) | Command::Steward(_) => unreachable!("handled above"),
+                Command::Run(_) | Command::Steward(_) | Command::Inspect { .. } => {
+                    unreachable!("handled above")
+                }
             };
             cli::run(&endpoint, cli.timeout_ms, request) as i32
         }
@@ -231,6 +255,9 @@ fn run(endpoint: Option<String>, args: RunArgs) -> anyhow::Result<()> {
     }
     if args.no_first_conversation {
         config.kernel.first_conversation = false;
+    }
+    if let Some(model) = args.model {
+        config.inference.model = model;
     }
     init_tracing(&config.kernel.log);
     let system = actix::System::new();

@@ -7,6 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use batos_actors::audit::AuditLimits;
+use batos_actors::inference::for_memory::{ModelCounter, ModelSummarizer};
+use batos_actors::memory::summary::{Extractive, Summarizer};
+use batos_actors::memory::tokens::{ApproxCounter, SharedCounter};
+use batos_actors::memory::{Catalog, CatalogConfig};
+use batos_actors::orchestration::{Orchestrator, OrchestratorConfig};
 use batos_actors::sandbox::SandboxLimits;
 use batos_actors::{ObjectSpace, SpaceConfig};
 use prometheus::Registry;
@@ -44,6 +49,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .register(Box::new(dropped.clone()))
         .map_err(|e| KernelError::Config(e.to_string()))?;
     let (sink, events) = QueueSink::new(config.bridge.event_queue, dropped);
+    let sink = Arc::new(sink);
     let arbiters = match config.actors.arbiters {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -74,13 +80,59 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             },
             sandbox_threads: config.sandbox.threads,
         },
-        Arc::new(sink),
+        sink.clone(),
         Arc::new(crate::steward::request::ChannelHooks::new(
             config.kernel.upgrade_channel.clone(),
         )),
         &registry,
     )
     .await?;
+    let core = crate::cognitive::start(
+        &space,
+        &config.inference,
+        &config.kernel.data_dir,
+        &registry,
+    )
+    .await?;
+    let (counter, summarizer): (SharedCounter, Arc<dyn Summarizer>) = match &core.cognition {
+        Some(c) => (
+            Arc::new(ModelCounter::new(c.service.clone())),
+            Arc::new(ModelSummarizer::new(c.service.clone())),
+        ),
+        None => (
+            Arc::new(ApproxCounter),
+            Arc::new(Extractive::new(ApproxCounter)),
+        ),
+    };
+    let catalog = Catalog::open(
+        space.clone(),
+        CatalogConfig {
+            index_dir: config.kernel.data_dir.join("memory-index"),
+            chunk_tokens: config.memory.chunk_tokens.max(1),
+            summary_fanout: config.memory.summary_fanout.max(2),
+            summary_tokens: config.memory.summary_tokens.max(1),
+            max_batch_documents: config.memory.max_batch_documents.max(1),
+            max_queue: config.memory.max_queue.max(1),
+            background_summaries: config.memory.background_summaries,
+        },
+        counter,
+        summarizer,
+        &registry,
+    )
+    .await?;
+    if let Some(tier) = &core.tier {
+        tier.set_memory(catalog.clone());
+    }
+    let orchestrator = Orchestrator::new(
+        space.clone(),
+        catalog.clone(),
+        core.cognition.clone(),
+        sink.clone(),
+        crate::self_docs::documents(),
+        OrchestratorConfig {
+            step_pause: std::time::Duration::from_millis(config.orchestrator.step_pause_ms),
+        },
+    )?;
     let sockets = bridge::bind(&config.bridge)?;
     let metrics_task = if config.metrics.listen.is_empty() {
         None
@@ -118,13 +170,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let ctx = Arc::new(Context {
         space: space.clone(),
         started,
+        catalog: catalog.clone(),
+        orchestrator: orchestrator.clone(),
+        cognition: core.cognition.clone(),
+        experts: core.experts.clone(),
     });
+    // Cycles interrupted by a crash or stop go on; a fresh image holds its
+    // first conversation. Both run in the background, never blocking requests.
+    let resumed = orchestrator.resume().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed cognitive cycles");
+    }
+    if config.kernel.first_conversation {
+        match orchestrator.first_conversation().await {
+            Ok(Some(cycle)) => {
+                tracing::info!(cycle, "first conversation (display_yourself) started")
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!(error = %err, "could not start the first conversation"),
+        }
+    }
     let limits = Limits {
         max_request_bytes: config.bridge.max_request_bytes,
         max_inflight: config.bridge.max_inflight.max(1),
     };
     let heartbeat = actix::spawn(crate::heartbeat::run(
         space.clone(),
+        catalog.clone(),
         config.heartbeat.clone(),
         config.kernel.data_dir.clone(),
         registry.clone(),

@@ -105,7 +105,7 @@ pub fn batos_bin() -> PathBuf {
 
 /// How a kernel is started. Flags always given: `--data`, `--endpoint`,
 /// `--events`, `--metrics` (all on ephemeral loopback ports) and
-/// `--no-first-conversation`.
+/// `--no-first-conversation` (unless `first_conversation`).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// TOML text written to `<image>/batos.toml` and passed with `--config`.
@@ -118,6 +118,8 @@ pub struct Options {
     pub events: Option<String>,
     /// Extra arguments after the others.
     pub args: Vec<String>,
+    /// Leave out `--no-first-conversation` (a fresh image then runs display_yourself).
+    pub first_conversation: bool,
 }
 
 impl Options {
@@ -153,7 +155,10 @@ fn run_command(root: &Path, opts: &Options) -> Command {
         .arg(opts.endpoint.as_deref().unwrap_or("tcp://127.0.0.1:*"));
     cmd.arg("--events")
         .arg(opts.events.as_deref().unwrap_or("tcp://127.0.0.1:*"));
-    cmd.args(["--metrics", "127.0.0.1:0", "--no-first-conversation"]);
+    cmd.args(["--metrics", "127.0.0.1:0"]);
+    if !opts.first_conversation {
+        cmd.arg("--no-first-conversation");
+    }
     if let Some(text) = &opts.config {
         let path = root.join("batos.toml");
         std::fs::write(&path, text).expect("write config file");

@@ -53,6 +53,8 @@ pub enum Command {
         query: String,
         limit: u64,
         source: Option<String>,
+        /// `"chunk"` or `"summary"` (an extension: absent = both).
+        kind: Option<String>,
     },
     /// `list_experts`
     ListExperts,
@@ -183,10 +185,17 @@ impl Command {
                 if !(1..=1000).contains(&limit) {
                     return Err(bad("`limit` must be within 1..1000"));
                 }
+                let kind = fields.opt("kind", string)?;
+                if let Some(k) = &kind {
+                    if k != "chunk" && k != "summary" {
+                        return Err(bad("`kind` must be \"chunk\" or \"summary\""));
+                    }
+                }
                 Command::SearchMemory {
                     query,
                     limit,
                     source: fields.opt("source", string)?,
+                    kind,
                 }
             }
             "list_experts" => Command::ListExperts,

@@ -138,7 +138,7 @@ pub async fn serve(
     ctx: Arc<Context>,
     limits: Limits,
     metrics: BridgeMetrics,
-    events: mpsc::Receiver<batos_actors::committer::StateEvent>,
+    events: mpsc::Receiver<events::Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let publisher = actix::spawn(events::publish(sockets.publish, events));

@@ -1,6 +1,9 @@
 //! The commands: one module per command family, each turning a decoded
 //! [`Command`] into calls on the object space and a result value.
 
+mod cycle;
+mod inference;
+mod memory;
 mod method;
 mod object;
 mod ping;
@@ -12,6 +15,12 @@ mod subsystems;
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
+use batos_actors::inference::experts::ExpertManager;
+use batos_actors::inference::Cognition;
+use batos_actors::memory::Catalog;
+use batos_actors::orchestration::Orchestrator;
 use batos_actors::{ActorError, ObjectSpace, Oid};
 use rmpv::Value;
 
@@ -23,6 +32,14 @@ pub struct Context {
     pub space: ObjectSpace,
     /// When the kernel started (for `ping`'s uptime).
     pub started: Instant,
+    /// The knowledge catalog.
+    pub catalog: Catalog,
+    /// Cognitive cycles.
+    pub orchestrator: Orchestrator,
+    /// Generation, when a model is loaded.
+    pub cognition: Option<Cognition>,
+    /// The persona experts.
+    pub experts: Arc<ExpertManager>,
 }
 
 /// Runs one command.
@@ -46,18 +63,21 @@ pub async fn execute(ctx: &Context, command: Command) -> Result<Value, WireError
             selector,
             code,
         } => method::create(ctx, oid, selector, code).await,
-        Command::Ingest { .. } | Command::SearchMemory { .. } => Err(subsystems::unavailable(
-            "fractal memory",
-            subsystems::MEMORY,
-        )),
-        Command::ListExperts | Command::Infer { .. } => Err(subsystems::unavailable(
-            "the cognitive core",
-            subsystems::COGNITIVE_CORE,
-        )),
-        Command::StartCycle { .. } | Command::GetCycle { .. } => Err(subsystems::unavailable(
-            "cognitive cycles",
-            subsystems::CYCLES,
-        )),
+        Command::Ingest { documents } => memory::ingest(ctx, documents).await,
+        Command::SearchMemory {
+            query,
+            limit,
+            source,
+            kind,
+        } => memory::search(ctx, query, limit, source, kind).await,
+        Command::ListExperts => Ok(inference::list_experts(ctx).await),
+        Command::Infer {
+            prompt,
+            expert,
+            max_tokens,
+        } => inference::infer(ctx, prompt, expert, max_tokens).await,
+        Command::StartCycle { kind } => cycle::start(ctx, kind).await,
+        Command::GetCycle { cycle } => cycle::get(ctx, cycle).await,
     }
 }
 

@@ -78,6 +78,8 @@ pub struct KernelFlags {
     pub durability: Option<Durability>,
     /// `--no-first-conversation`.
     pub no_first_conversation: bool,
+    /// `--model PATH`.
+    pub model: Option<PathBuf>,
 }
 
 /// How the steward runs (`batos steward --help` lists the flags).
@@ -774,6 +776,10 @@ impl Steward {
         }
         if flags.no_first_conversation {
             args.push("--no-first-conversation".into());
+        }
+        if let Some(model) = &flags.model {
+            args.push("--model".into());
+            args.push(model.clone().into());
         }
         args
     }

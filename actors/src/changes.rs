@@ -1,0 +1,47 @@
+//! Changes a kernel service (the knowledge catalog, the orchestrator, the
+//! memory manager) commits as one atomic transaction, outside any message.
+//!
+//! The service builds the values itself, so they are trusted: references
+//! are made with [`crate::value::make_ref`] to objects the service created
+//! or read. Writes are blind (no read set): each service is the only writer
+//! of the objects it manages.
+
+use crate::slot::Slot;
+use crate::txn::Transaction;
+use crate::value::{Oid, Value};
+
+/// One atomic batch of object creations and slot writes.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    pub(crate) tx: Transaction,
+}
+
+impl Changes {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates object `oid` (from [`crate::ObjectSpace::allocate_oid`]).
+    pub fn create(&mut self, oid: Oid, slots: Vec<(String, Value)>) {
+        self.tx.create(
+            oid,
+            slots.into_iter().map(|(n, v)| (n, Slot::Data(v))).collect(),
+        );
+    }
+
+    /// Sets one data slot.
+    pub fn set(&mut self, oid: Oid, name: impl Into<String>, value: Value) {
+        self.tx.set(oid, name.into(), Slot::Data(value));
+    }
+
+    /// Removes one slot.
+    pub fn remove(&mut self, oid: Oid, name: impl Into<String>) {
+        self.tx.remove(oid, name.into());
+    }
+
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+}

@@ -1,0 +1,75 @@
+//! `ingest` and `search_memory`: the knowledge catalog.
+
+use batos_actors::memory::{Document, EntryKind, SearchQuery};
+use rmpv::Value;
+
+use super::{wire_error, Context};
+use crate::protocol::{map, ErrorCode, WireError};
+
+/// Longest source name.
+const MAX_SOURCE_BYTES: usize = 1024;
+
+pub(super) async fn ingest(
+    ctx: &Context,
+    documents: Vec<(String, String)>,
+) -> Result<Value, WireError> {
+    if documents.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            "`documents` must not be empty",
+        ));
+    }
+    for (i, (source, _)) in documents.iter().enumerate() {
+        if source.trim().is_empty() || source.len() > MAX_SOURCE_BYTES {
+            return Err(WireError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "document {i}: `source` must be 1..={MAX_SOURCE_BYTES} bytes and not blank"
+                ),
+            ));
+        }
+    }
+    let documents = documents
+        .into_iter()
+        .map(|(source, text)| Document { source, text })
+        .collect();
+    let report = ctx.catalog.ingest(documents).await.map_err(wire_error)?;
+    Ok(map([
+        ("documents", Value::from(report.documents as u64)),
+        ("chunks", Value::from(report.chunks as u64)),
+    ]))
+}
+
+pub(super) async fn search(
+    ctx: &Context,
+    query: String,
+    limit: u64,
+    source: Option<String>,
+    kind: Option<String>,
+) -> Result<Value, WireError> {
+    let catalog = ctx.catalog.clone();
+    let hits = tokio::task::spawn_blocking(move || {
+        catalog.search(&SearchQuery {
+            text: &query,
+            limit: limit as usize,
+            source: source.as_deref(),
+            kind: kind.as_deref().and_then(EntryKind::parse),
+        })
+    })
+    .await
+    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
+    .map_err(wire_error)?;
+    let hits = hits
+        .into_iter()
+        .map(|h| {
+            map([
+                ("chunk", Value::from(h.oid)),
+                ("source", Value::from(h.source)),
+                ("score", Value::F64(f64::from(h.score))),
+                ("snippet", Value::from(h.snippet)),
+                ("kind", Value::from(h.kind.as_str())),
+            ])
+        })
+        .collect();
+    Ok(map([("hits", Value::Array(hits))]))
+}

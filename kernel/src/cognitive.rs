@@ -1,0 +1,160 @@
+//! Starting the cognitive core from the configuration: the model backend,
+//! the inference service, the persona experts' tiers and the model tier of
+//! doesNotUnderstand. A model that cannot load is reported clearly and the
+//! kernel runs on without one (`infer` answers `unavailable`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use batos_actors::generation::{GenerationConfig, ModelTier};
+use batos_actors::inference::experts::{ExpertManager, TierBudgets};
+use batos_actors::inference::scripted::ScriptedEngine;
+use batos_actors::inference::{Cognition, Engine, InferenceService, ServiceConfig};
+use batos_actors::ObjectSpace;
+use prometheus::Registry;
+
+use crate::config::InferenceConfig;
+use crate::error::KernelError;
+
+/// The running cognitive core.
+pub struct Core {
+    /// Generation, when a model is loaded.
+    pub cognition: Option<Cognition>,
+    /// The experts (listed even without a model).
+    pub experts: Arc<ExpertManager>,
+    /// doesNotUnderstand's model tier, when a model is loaded.
+    pub tier: Option<Arc<ModelTier>>,
+}
+
+/// Loads the configured backend; `Ok(None)` when no model is configured.
+pub fn load_engine(
+    config: &InferenceConfig,
+    data_dir: &Path,
+) -> Result<Option<Arc<dyn Engine>>, String> {
+    if config.model.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let path = &config.model;
+    if !path.exists() {
+        return Err(format!(
+            "the model {} does not exist (models are never downloaded; see scripts/fetch-model.sh)",
+            path.display()
+        ));
+    }
+    match config.engine.as_str() {
+        "scripted" => Ok(Some(Arc::new(
+            ScriptedEngine::load(path).map_err(|e| e.to_string())?,
+        ))),
+        "mistral" => load_mistral(config, data_dir),
+        other => Err(format!(
+            "unknown [inference] engine {other:?} (expected \"mistral\" or \"scripted\")"
+        )),
+    }
+}
+
+#[cfg(feature = "mistral")]
+fn load_mistral(
+    config: &InferenceConfig,
+    data_dir: &Path,
+) -> Result<Option<Arc<dyn Engine>>, String> {
+    use batos_actors::inference::mistral::MistralEngine;
+    use batos_actors::inference::{ModelSource, ModelSpec};
+    let path = &config.model;
+    let source = if path.is_dir() {
+        ModelSource::Safetensors(path.clone())
+    } else {
+        ModelSource::Gguf(path.clone())
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| path.display().to_string());
+    let spec = ModelSpec {
+        source,
+        isq: (!config.isq.is_empty()).then(|| config.isq.clone()),
+        name,
+    };
+    let started = std::time::Instant::now();
+    let engine =
+        MistralEngine::load(&spec, &data_dir.join("hf-home")).map_err(|e| e.to_string())?;
+    tracing::info!(model = %spec.name, load_ms = started.elapsed().as_millis() as u64, "model loaded");
+    Ok(Some(Arc::new(engine)))
+}
+
+#[cfg(not(feature = "mistral"))]
+fn load_mistral(_: &InferenceConfig, _: &Path) -> Result<Option<Arc<dyn Engine>>, String> {
+    Err("this kernel was built without the `mistral` feature: it cannot load models".into())
+}
+
+/// Starts the cognitive core over the space.
+pub async fn start(
+    space: &ObjectSpace,
+    config: &InferenceConfig,
+    data_dir: &Path,
+    registry: &Registry,
+) -> Result<Core, KernelError> {
+    let engine = {
+        let (config, data_dir) = (config.clone(), data_dir.to_path_buf());
+        tokio::task::spawn_blocking(move || load_engine(&config, &data_dir))
+            .await
+            .map_err(|e| KernelError::Config(e.to_string()))?
+    };
+    let engine = match engine {
+        Ok(engine) => engine,
+        Err(err) => {
+            tracing::error!(error = %err, "no model: generation is unavailable");
+            eprintln!("batos: model not loaded: {err}");
+            None
+        }
+    };
+    let service = match &engine {
+        Some(engine) => Some(InferenceService::start(
+            engine.clone(),
+            ServiceConfig {
+                max_queue: config.max_queue.max(1),
+                threads: 1,
+                timeout: Duration::from_millis(config.timeout_ms.max(1)),
+                default_max_tokens: config.default_max_tokens.max(1),
+                max_tokens_limit: 4096,
+            },
+            registry,
+        )?),
+        None => None,
+    };
+    let experts = ExpertManager::open(
+        space.clone(),
+        engine,
+        &config.adapters_dir,
+        TierBudgets {
+            warm_bytes: config.warm_bytes,
+            hot_bytes: config.hot_bytes,
+            materialize_dir: data_dir.join("experts"),
+        },
+        registry,
+    )
+    .await?;
+    let cognition = service.map(|service| Cognition {
+        service,
+        experts: experts.clone(),
+    });
+    let mut model_tier = None;
+    if let Some(cognition) = &cognition {
+        let tier = ModelTier::new(
+            cognition.clone(),
+            GenerationConfig {
+                attempts: config.dnu_attempts.max(1),
+                max_tokens: config.dnu_max_tokens.max(1),
+                expert: (!config.dnu_expert.is_empty()).then(|| config.dnu_expert.clone()),
+            },
+            registry,
+        )?;
+        space.enable_generation(tier.clone());
+        model_tier = Some(tier);
+    }
+    Ok(Core {
+        cognition,
+        experts,
+        tier: model_tier,
+    })
+}
