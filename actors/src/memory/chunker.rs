@@ -195,7 +195,7 @@ mod tests {
     fn small_paragraphs_share_a_chunk_and_big_ones_split_at_sentences() {
         let text =
             "One two.\n\nThree four.\n\nA first sentence here. A second one there. A third one.";
-        let chunks = chunk(text, 6, &ApproxCounter);
+        let chunks = chunk(text, 8, &ApproxCounter);
         assert_eq!(chunks[0].text, "One two.\n\nThree four.");
         assert_eq!(chunks[0].offset, 0);
         assert!(chunks[1..].iter().all(|c| c.text.ends_with('.')));

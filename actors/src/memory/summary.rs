@@ -159,12 +159,16 @@ mod tests {
             "Objects delegate along parents. Filler words here. Objects persist in the image.",
             "The kernel commits atomically. Objects are actors.",
         ];
-        let out = s.summarize(&texts, 40).unwrap();
-        assert!(
-            out.starts_with("Objects delegate along parents. The kernel commits atomically."),
-            "{out}"
+        let out = s.summarize(&texts, 20).unwrap();
+        assert_eq!(
+            out, "Objects delegate along parents. The kernel commits atomically.",
+            "lead sentences first"
         );
-        assert!(ApproxCounter.count(&out) <= 40);
+        let all = s.summarize(&texts, 100).unwrap();
+        assert!(
+            all.starts_with("Objects delegate along parents. Filler"),
+            "original order: {all}"
+        );
         let tiny = s.summarize(&texts, 3).unwrap();
         assert!(
             ApproxCounter.count(&tiny) <= 3 && !tiny.is_empty(),
