@@ -184,9 +184,16 @@ impl ModelTier {
                 .await;
             let answer = match answer {
                 Ok(a) => a,
+                // A full queue is the client's to retry; any other failure
+                // means nothing could generate the method.
+                Err(err @ ActorError::Overloaded(_)) => return Err(err),
                 Err(err) => {
                     self.outcomes.with_label_values(&["error"]).inc();
-                    return Err(err);
+                    return Err(ActorError::DoesNotUnderstand(format!(
+                        "object {receiver} does not understand {selector:?} ({} argument(s)): \
+                         the model could not write a method: {err}",
+                        args.len()
+                    )));
                 }
             };
             let wat = extract_module(&answer.text);

@@ -238,3 +238,22 @@ fn concurrent_does_not_understand_generates_once() {
         1.0
     );
 }
+
+#[test]
+fn a_missing_model_is_a_clear_error_and_the_kernel_runs_without_one() {
+    let k = Kernel::start_with(Options {
+        no_network: true,
+        ..Options::config("[inference]\nmodel = \"/nonexistent/model.gguf\"\n")
+    });
+    let c = k.dealer();
+    let log = k.log_tail();
+    assert!(
+        log.contains("/nonexistent/model.gguf") && log.contains("does not exist"),
+        "the log names the missing model: {log}"
+    );
+    let message = c.expect_err("infer", &[("prompt", s("hi"))], "unavailable");
+    assert!(message.contains("no model"), "{message}");
+    // Everything else works.
+    let o = c.create(&[("x", Value::from(1))]);
+    assert_eq!(c.get(o, "x").as_u64(), Some(1));
+}

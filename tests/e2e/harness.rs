@@ -120,6 +120,10 @@ pub struct Options {
     pub args: Vec<String>,
     /// Leave out `--no-first-conversation` (a fresh image then runs display_yourself).
     pub first_conversation: bool,
+    /// Run the kernel in a network namespace of its own with only loopback
+    /// (`unshare -n`): proves it reaches no network. Commands and events
+    /// then use `ipc://` endpoints in the test's directory.
+    pub no_network: bool,
 }
 
 impl Options {
@@ -149,12 +153,30 @@ pub fn new_image_dir() -> Arc<TempDir> {
 }
 
 fn run_command(root: &Path, opts: &Options) -> Command {
-    let mut cmd = Command::new(batos_bin());
+    let (mut cmd, endpoint, events) = if opts.no_network {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "-n",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ]);
+        cmd.arg(batos_bin());
+        let ipc = |name: &str| format!("ipc://{}", root.join(name).display());
+        (cmd, ipc("commands.sock"), ipc("events.sock"))
+    } else {
+        (
+            Command::new(batos_bin()),
+            "tcp://127.0.0.1:*".to_string(),
+            "tcp://127.0.0.1:*".to_string(),
+        )
+    };
     cmd.arg("run").arg("--data").arg(root.join("data"));
     cmd.arg("--endpoint")
-        .arg(opts.endpoint.as_deref().unwrap_or("tcp://127.0.0.1:*"));
+        .arg(opts.endpoint.as_deref().unwrap_or(&endpoint));
     cmd.arg("--events")
-        .arg(opts.events.as_deref().unwrap_or("tcp://127.0.0.1:*"));
+        .arg(opts.events.as_deref().unwrap_or(&events));
     cmd.args(["--metrics", "127.0.0.1:0"]);
     if !opts.first_conversation {
         cmd.arg("--no-first-conversation");
@@ -522,8 +544,13 @@ pub fn parse_ready_line(line: &str) -> Result<Ready, String> {
     let endpoint = value(words[2], "endpoint")?;
     let events = value(words[3], "events")?;
     let metrics = value(words[4], "metrics")?;
-    port(&endpoint, "tcp://127.0.0.1:")?;
-    port(&events, "tcp://127.0.0.1:")?;
+    // ipc:// endpoints (a kernel in its own network namespace) have no port.
+    if !endpoint.starts_with("ipc://") {
+        port(&endpoint, "tcp://127.0.0.1:")?;
+    }
+    if !events.starts_with("ipc://") {
+        port(&events, "tcp://127.0.0.1:")?;
+    }
     port(&metrics, "127.0.0.1:")?;
     Ok(Ready {
         endpoint,

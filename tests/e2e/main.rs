@@ -23,6 +23,7 @@ mod malformed;
 mod memory;
 mod methods;
 mod metrics;
+mod model;
 mod persistence;
 mod self_upgrade;
 mod steward;

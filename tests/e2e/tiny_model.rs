@@ -173,7 +173,7 @@ pub fn write_tiny_llama(dir: &Path, seed: u64) {
             "num_key_value_heads": KV_HEADS,
             "head_dim": HEAD_DIM,
             "vocab_size": vocab,
-            "max_position_embeddings": 1024,
+            "max_position_embeddings": 4096,
             "rms_norm_eps": 1e-5,
             "rope_theta": 10000.0,
             "rope_scaling": null,

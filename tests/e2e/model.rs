@@ -1,0 +1,157 @@
+//! The cognitive core on a real mistral.rs model, offline: a tiny
+//! random-weight Llama and LoRA adapters written by the test, loaded by the
+//! real kernel inside a network namespace with no network (`unshare -n`).
+//! Greedy decoding makes outputs deterministic: the same expert gives the
+//! same text, different experts give different texts, whatever runs
+//! beside them.
+
+use crate::harness::*;
+use crate::tiny_model::{write_lora_adapter, write_tiny_llama};
+
+/// A kernel on the tiny model with experts ALFRED and BRICK; `extra` is
+/// appended to the `[inference]` section.
+fn tiny_kernel(extra: &str) -> Kernel {
+    let root = new_image_dir();
+    let model = root.path().join("model");
+    write_tiny_llama(&model, 1);
+    let adapters = root.path().join("adapters");
+    write_lora_adapter(&adapters.join("ALFRED"), 2, 8);
+    write_lora_adapter(&adapters.join("BRICK"), 3, 8);
+    let config = format!(
+        "[inference]\nmodel = {:?}\nadapters_dir = {:?}\ndefault_max_tokens = 12\n{extra}\n",
+        model.display().to_string(),
+        adapters.display().to_string()
+    );
+    let opts = Options {
+        no_network: true,
+        ..Options::config(&config)
+    };
+    Kernel::start_on(root, opts)
+}
+
+fn infer(c: &Client, expert: Option<&str>) -> String {
+    let mut fields = vec![("prompt", s("Tell me about the image."))];
+    if let Some(e) = expert {
+        fields.push(("expert", s(e)));
+    }
+    let out = c.ok("infer", &fields);
+    assert_eq!(uint(must(&out, "tokens")), 12, "{out}");
+    must(&out, "text").as_str().unwrap().to_string()
+}
+
+fn tiers(c: &Client) -> Vec<(String, String)> {
+    must(&c.ok("list_experts", &[]), "experts")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                must(e, "name").as_str().unwrap().to_string(),
+                must(e, "tier").as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn experts_switch_per_request_on_one_model_offline() {
+    let k = tiny_kernel("");
+    let c = k.dealer();
+    let base = infer(&c, None);
+    let alfred = infer(&c, Some("ALFRED"));
+    let brick = infer(&c, Some("BRICK"));
+    assert_ne!(alfred, brick, "different adapters, different greedy output");
+    assert_ne!(base, alfred);
+    assert_eq!(
+        infer(&c, Some("ALFRED")),
+        alfred,
+        "same adapter, same output"
+    );
+    assert_eq!(
+        infer(&c, None),
+        base,
+        "the base model is untouched by adapters"
+    );
+    assert_eq!(
+        tiers(&c),
+        [
+            ("ALFRED".into(), "hot".into()),
+            ("BRICK".into(), "hot".into())
+        ]
+    );
+
+    // Pipelined requests with different experts each get their own output.
+    let order = [None, Some("BRICK"), Some("ALFRED"), None, Some("BRICK")];
+    for expert in order {
+        let mut fields = vec![("prompt", s("Tell me about the image."))];
+        if let Some(e) = expert {
+            fields.push(("expert", s(e)));
+        }
+        c.send_request("infer", &c.fresh_id(), &fields);
+    }
+    let replies = c.recv_replies(order.len());
+    for r in replies {
+        let result = r
+            .outcome
+            .as_ref()
+            .unwrap_or_else(|e| panic!("infer failed: {e:?}"));
+        let text = must(result, "text").as_str().unwrap();
+        let want = match must(result, "expert").as_str() {
+            None => &base,
+            Some("ALFRED") => &alfred,
+            Some("BRICK") => &brick,
+            Some(other) => panic!("unexpected expert {other}"),
+        };
+        assert_eq!(text, want, "each request ran with exactly its own expert");
+    }
+}
+
+#[test]
+fn the_hot_budget_evicts_and_a_reloaded_expert_answers_as_before() {
+    // Room for one hot expert only (each costs the base weights plus its adapter).
+    let k = tiny_kernel("hot_bytes = 600000");
+    let c = k.dealer();
+    let alfred = infer(&c, Some("ALFRED"));
+    assert_eq!(
+        tiers(&c),
+        [
+            ("ALFRED".into(), "hot".into()),
+            ("BRICK".into(), "cold".into())
+        ]
+    );
+    let brick = infer(&c, Some("BRICK"));
+    assert_eq!(
+        tiers(&c),
+        [
+            ("ALFRED".into(), "warm".into()),
+            ("BRICK".into(), "hot".into())
+        ],
+        "ALFRED evicted to RAM"
+    );
+    // Built again after BRICK: no adapter leaks from one build into another.
+    assert_eq!(infer(&c, Some("ALFRED")), alfred);
+    assert_eq!(infer(&c, Some("BRICK")), brick);
+}
+
+#[test]
+fn does_not_understand_with_the_model_installs_or_refuses_cleanly() {
+    let k = tiny_kernel("dnu_attempts = 2\ndnu_max_tokens = 48");
+    let c = k.dealer();
+    let o = c.create(&[("balance", Value::from(10))]);
+    let before = c.slots(o);
+    match c.send(o, "doubledBalance", vec![]) {
+        Ok(r) => {
+            // A random model rarely writes a valid module, but if it does, it is installed.
+            assert_eq!(must(&r, "generated").as_bool(), Some(true), "{r}");
+            let state = c.ok("get_full_state", &[("oid", Value::from(o))]);
+            let versions = must(must(&state, "methods"), "doubledBalance");
+            let provenance = must(&versions.as_array().unwrap()[0], "provenance");
+            assert_eq!(must(provenance, "kind").as_str(), Some("model"));
+        }
+        Err((code, message)) => {
+            assert_eq!(code, "does_not_understand", "{message}");
+            assert!(message.contains("2 attempt"), "{message}");
+            assert_same(&c.slots(o), &before, "nothing kept");
+        }
+    }
+}
