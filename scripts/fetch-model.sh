@@ -15,6 +15,13 @@ dest="${1:-$repo_root/models}"
 mkdir -p "$dest"
 dest="$(cd "$dest" && pwd)"
 
+# Already there: nothing to do (the file is only ever written whole).
+existing="$(find "$dest" -maxdepth 1 -name 'SmolLM2-135M-Instruct*.gguf' | head -n 1)"
+if [[ -n "$existing" ]]; then
+    echo "$existing"
+    exit 0
+fi
+
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 

@@ -26,5 +26,6 @@ mod metrics;
 mod model;
 mod persistence;
 mod self_upgrade;
+mod smollm2;
 mod steward;
 mod tiny_model;
