@@ -17,6 +17,7 @@ pub use batos_protocol as protocol;
 pub mod server;
 pub mod steward;
 pub mod store;
+pub mod tiny_model;
 
 pub use config::Config;
 pub use error::KernelError;

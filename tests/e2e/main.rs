@@ -28,4 +28,3 @@ mod persistence;
 mod self_upgrade;
 mod smollm2;
 mod steward;
-mod tiny_model;

@@ -6,7 +6,7 @@
 //! beside them.
 
 use crate::harness::*;
-use crate::tiny_model::{write_lora_adapter, write_tiny_llama};
+use batos_kernel::tiny_model::{write_lora_adapter, write_tiny_llama};
 
 /// A kernel on the tiny model with experts ALFRED and BRICK; `extra` is
 /// appended to the `[inference]` section.

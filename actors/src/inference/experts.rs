@@ -154,9 +154,19 @@ fn slot<'a>(slots: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
     slots.iter().find(|(n, _)| n == name).map(|(_, v)| v)
 }
 
-/// Adapter folders in `dir`: (name, config bytes, weights bytes). A folder's
-/// name is the persona's name.
-pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, String> {
+/// An adapter folder as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundAdapter {
+    /// The folder's name: the persona's name.
+    pub name: String,
+    /// `adapter_config.json`.
+    pub config: Vec<u8>,
+    /// `adapter_model.safetensors`.
+    pub weights: Vec<u8>,
+}
+
+/// Adapter folders in `dir`, by name.
+pub fn scan(dir: &Path) -> Result<Vec<FoundAdapter>, String> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -176,9 +186,13 @@ pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, String> {
         let config = std::fs::read(&config).map_err(|e| format!("{}: {e}", config.display()))?;
         serde_json_check(&config).map_err(|e| format!("{name}/{ADAPTER_CONFIG}: {e}"))?;
         let weights = std::fs::read(&weights).map_err(|e| format!("{}: {e}", weights.display()))?;
-        out.push((name, config, weights));
+        out.push(FoundAdapter {
+            name,
+            config,
+            weights,
+        });
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
@@ -317,7 +331,7 @@ impl ExpertManager {
     }
 
     /// Stores new or changed adapters as new versions (one transaction).
-    async fn absorb(&self, found: Vec<(String, Vec<u8>, Vec<u8>)>) -> Result<(), ActorError> {
+    async fn absorb(&self, found: Vec<FoundAdapter>) -> Result<(), ActorError> {
         let manager = self.manager_oid()?;
         let mm = self
             .space
@@ -332,7 +346,12 @@ impl ExpertManager {
         let mut changes = Changes::new();
         let mut state = self.state.lock().await;
         let mut absorbed = 0;
-        for (name, config, weights) in found {
+        for FoundAdapter {
+            name,
+            config,
+            weights,
+        } in found
+        {
             let hash = hash_files(&config, &weights);
             if state.get(&name).is_some_and(|e| e.info.hash == hash) {
                 continue;

@@ -116,10 +116,15 @@ struct Prototypes {
     source: Oid,
 }
 
+/// Where an ingest's outcome goes.
+type IngestReply = oneshot::Sender<Result<IngestReport, ActorError>>;
+/// A waiting ingest: its documents and where to reply.
+type Pending = (Vec<Document>, IngestReply);
+
 enum Job {
     Ingest {
         documents: Vec<Document>,
-        reply: oneshot::Sender<Result<IngestReport, ActorError>>,
+        reply: IngestReply,
     },
     /// Summarize these sources now (all pending ones when empty), then reply.
     Summarize {
@@ -682,13 +687,7 @@ impl Worker {
         }
     }
 
-    fn ingest_batch(
-        &mut self,
-        batch: Vec<(
-            Vec<Document>,
-            oneshot::Sender<Result<IngestReport, ActorError>>,
-        )>,
-    ) {
+    fn ingest_batch(&mut self, batch: Vec<Pending>) {
         let started = Instant::now();
         let mut changes = Changes::new();
         let (protos, shards, created_structure) = self.structure(&mut changes);

@@ -1,4 +1,4 @@
-//! The Synaptic Bridge wire contract, version 1 (`shared/design/protocol.md`):
+//! The Synaptic Bridge wire contract, version 1 (`docs/protocol.md`):
 //! the request decoder, the commands, the reply encoder and the error codes.
 //! Wire types live here and nowhere else. This crate has no heavy
 //! dependencies so the request decoder can be fuzzed on its own (`fuzz/`).

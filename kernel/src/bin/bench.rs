@@ -2,7 +2,7 @@
 //!
 //! Every scenario starts its own `batos run` on a fresh temporary data
 //! directory, talks to it only through the public protocol
-//! (`shared/design/protocol.md`: MessagePack maps over a DEALER socket), and
+//! (`docs/protocol.md`: MessagePack maps over a DEALER socket), and
 //! stops it with SIGTERM. Redis (`redis-server` + `redis-benchmark -t hset`,
 //! AOF `everysec` / `always`) is measured in the same run as the reference.
 //! The report goes to stdout as Markdown for `docs/benchmarks.md`; progress

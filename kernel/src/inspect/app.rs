@@ -677,7 +677,7 @@ impl App {
         }
         let current = self.objects.view.as_ref().map(|v| v.oid.to_string());
         let still_shown = current.as_deref() == Some(target.as_str());
-        if !requested && !(refresh && still_shown) {
+        if !(requested || (refresh && still_shown)) {
             return; // superseded by a later load
         }
         let pending = if requested {

@@ -3,7 +3,7 @@
 //! on the kernel) and the event feed (a SUB socket read on its own thread).
 //! Both hand their results to the UI thread over channels.
 //!
-//! The wire shapes parsed here are those of `shared/design/protocol.md`:
+//! The wire shapes parsed here are those of `docs/protocol.md`:
 //! references are `{"$ref": oid}` maps, method slots `{"$method": {...}}`.
 
 use std::collections::{HashMap, HashSet};

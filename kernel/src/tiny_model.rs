@@ -5,7 +5,8 @@
 //! mistral.rs 0.8.1's `TextModelBuilder` loads (architecture detected from
 //! `config.json`: `LlamaForCausalLM`), and [`write_lora_adapter`] a PEFT
 //! LoRA adapter for it (`adapter_config.json` + `adapter_model.safetensors`).
-//! Everything is a pure function of the seed.
+//! Everything is a pure function of the seed. The writers are fixtures for
+//! tests and benchmarks: they panic on I/O errors.
 //!
 //! The vocabulary is byte-level BPE (GPT-2 style, no merges) over tab,
 //! newline and printable ASCII, plus the ChatML specials at ids 0..=2
@@ -15,9 +16,6 @@
 //! The `lm_head` rows of the specials are zero, so unconstrained greedy
 //! generation never ends early: it always runs to `max_tokens` (under a
 //! grammar, llguidance still forces `<|endoftext|>` once the grammar is done).
-
-// Test helpers: not every test uses every item.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::Path;
