@@ -15,6 +15,16 @@ pub const PARENT_SLOT: &str = "parent*";
 const REF_KEY: &str = "$ref";
 const METHOD_KEY: &str = "$method";
 
+/// A map value with string keys, in the order given.
+pub fn string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    Value::Map(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
 /// A `{"$ref": oid}` value.
 pub fn make_ref(oid: Oid) -> Value {
     Value::Map(vec![(Value::from(REF_KEY), Value::from(oid))])

@@ -47,21 +47,6 @@ fn scripted_kernel(responses: &[&str], attempts: u32) -> Kernel {
     Kernel::start_on(root, Options::config(&config))
 }
 
-fn experts(c: &Client) -> Vec<(String, String, u64)> {
-    must(&c.ok("list_experts", &[]), "experts")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                must(e, "name").as_str().unwrap().to_string(),
-                must(e, "tier").as_str().unwrap().to_string(),
-                uint(must(e, "bytes")),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn adapters_are_absorbed_once_and_a_changed_file_is_a_new_version() {
     let root = new_image_dir();
@@ -73,7 +58,7 @@ fn adapters_are_absorbed_once_and_a_changed_file_is_a_new_version() {
     ));
     let k = Kernel::start_on(root, opts.clone());
     let c = k.dealer();
-    let listed = experts(&c);
+    let listed = c.experts();
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0].0.as_str(), listed[0].1.as_str()),
@@ -112,7 +97,7 @@ fn adapters_are_absorbed_once_and_a_changed_file_is_a_new_version() {
 fn infer_runs_with_the_requested_expert_made_hot() {
     let k = scripted_kernel(&["first answer", "second answer"], 3);
     let c = k.dealer();
-    let tiers = experts(&c);
+    let tiers = c.experts();
     assert_eq!(
         tiers
             .iter()
@@ -126,7 +111,7 @@ fn infer_runs_with_the_requested_expert_made_hot() {
     let out = c.ok("infer", &[("prompt", s("hello")), ("expert", s("ROBIN"))]);
     assert_eq!(must(&out, "text").as_str(), Some("second answer"));
     assert_eq!(must(&out, "expert").as_str(), Some("ROBIN"));
-    let tiers = experts(&c);
+    let tiers = c.experts();
     assert_eq!(tiers[1].1, "hot", "{tiers:?}");
     assert_eq!(tiers[0].1, "cold", "{tiers:?}");
     c.expect_err(

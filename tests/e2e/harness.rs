@@ -1168,6 +1168,22 @@ impl Client {
         )
     }
 
+    /// `list_experts` as (name, tier, bytes), by name.
+    pub fn experts(&self) -> Vec<(String, String, u64)> {
+        must(&self.ok("list_experts", &[]), "experts")
+            .as_array()
+            .unwrap_or_else(|| panic!("experts must be an array"))
+            .iter()
+            .map(|e| {
+                (
+                    must(e, "name").as_str().unwrap().to_string(),
+                    must(e, "tier").as_str().unwrap().to_string(),
+                    uint(must(e, "bytes")),
+                )
+            })
+            .collect()
+    }
+
     /// `send` that must succeed without generating a method; returns `value`.
     #[track_caller]
     pub fn send_value(&self, oid: impl Into<Value>, selector: &str, args: Vec<Value>) -> Value {

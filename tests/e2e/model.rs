@@ -40,16 +40,9 @@ fn infer(c: &Client, expert: Option<&str>) -> String {
 }
 
 fn tiers(c: &Client) -> Vec<(String, String)> {
-    must(&c.ok("list_experts", &[]), "experts")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                must(e, "name").as_str().unwrap().to_string(),
-                must(e, "tier").as_str().unwrap().to_string(),
-            )
-        })
+    c.experts()
+        .into_iter()
+        .map(|(name, tier, _)| (name, tier))
         .collect()
 }
 

@@ -42,7 +42,7 @@ use crate::changes::Changes;
 use crate::error::ActorError;
 use crate::roots;
 use crate::space::ObjectSpace;
-use crate::value::{as_ref, make_ref, Oid, Value, PARENT_SLOT};
+use crate::value::{as_ref, make_ref, string_map, Oid, Value, PARENT_SLOT};
 
 /// Directory shards: a source's entry lives in shard `hash(source) % SHARDS`,
 /// so an ingest rewrites a small map, not one holding every source.
@@ -363,15 +363,6 @@ fn refs(value: Option<&Value>) -> Vec<Oid> {
 
 fn ref_array(oids: &[Oid]) -> Value {
     Value::Array(oids.iter().map(|o| make_ref(*o)).collect())
-}
-
-fn map(pairs: Vec<(&str, Value)>) -> Value {
-    Value::Map(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
 }
 
 fn shard_of(source: &str) -> usize {
@@ -744,7 +735,7 @@ impl Worker {
                             ("token_count".to_string(), Value::from(chunk.tokens as u64)),
                             (
                                 "metadata".to_string(),
-                                map(vec![
+                                string_map(vec![
                                     ("source", Value::from(doc.source.as_str())),
                                     ("index", Value::from(i as u64)),
                                     ("offset", Value::from(chunk.offset as u64)),

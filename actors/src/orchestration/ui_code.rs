@@ -14,7 +14,7 @@
 //! for the part's query (or the model's paragraph for `about`).
 
 use crate::inference::Inferred;
-use crate::value::{make_ref, Oid, Value};
+use crate::value::{make_ref, string_map, Oid, Value};
 
 /// Longest help text, in characters.
 const HELP_CHARS: usize = 160;
@@ -76,12 +76,7 @@ fn evidence_refs(evidence: &Value) -> Vec<Value> {
 }
 
 fn pane(pairs: Vec<(&str, Value)>) -> Value {
-    Value::Map(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
+    string_map(pairs)
 }
 
 /// Builds `ui_code`.

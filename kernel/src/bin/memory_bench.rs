@@ -11,15 +11,17 @@
 //! cargo build --release -p batos-kernel --bins && target/release/batos-memory-bench
 //! ```
 
-use std::io::{BufRead, BufReader};
+#[path = "support/kernel.rs"]
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use batos_kernel::client::Client;
 use clap::Parser;
 use rmpv::Value;
+use support::Kernel;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -89,58 +91,6 @@ fn document(rng: &mut Rng, vocab: &[String], words: usize) -> String {
     text
 }
 
-struct Kernel {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Kernel {
-    fn start(batos: &PathBuf, first_conversation: bool) -> Result<Kernel> {
-        let dir = tempfile::tempdir()?;
-        let mut cmd = Command::new(batos);
-        cmd.arg("run")
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .args([
-                "--endpoint",
-                "tcp://127.0.0.1:*",
-                "--events",
-                "tcp://127.0.0.1:*",
-            ])
-            .args(["--metrics", "", "--durability", "buffered"])
-            .env("BATOS_HEARTBEAT_INTERVAL_MS", "0")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if !first_conversation {
-            cmd.arg("--no-first-conversation");
-        }
-        let mut child = cmd.spawn().context("starting batos")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let endpoint = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("endpoint="))
-            .context("no ready line")?
-            .to_string();
-        Ok(Kernel {
-            child,
-            endpoint,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for Kernel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
@@ -163,7 +113,7 @@ fn main() -> Result<()> {
         bytes as f64 / 1e6
     );
 
-    let kernel = Kernel::start(&batos, false)?;
+    let kernel = Kernel::start(&batos, "[store]\ndurability = \"buffered\"\n")?;
     // Ingest, pipelined over one DEALER socket.
     let ctx = zmq::Context::new();
     let sock = ctx.socket(zmq::DEALER)?;
@@ -250,7 +200,7 @@ fn main() -> Result<()> {
     drop(kernel);
 
     // A full display_yourself on a fresh image, no model.
-    let kernel = Kernel::start(&batos, false)?;
+    let kernel = Kernel::start(&batos, "[store]\ndurability = \"buffered\"\n")?;
     let mut client = Client::connect(&kernel.endpoint, 30_000)?;
     let t = Instant::now();
     let r = client.call(

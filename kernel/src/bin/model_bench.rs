@@ -25,10 +25,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "mistral")]
+#[path = "support/kernel.rs"]
+mod support;
+
+#[cfg(feature = "mistral")]
 mod bench {
-    use std::io::{BufRead, BufReader};
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
     use anyhow::{bail, Context as _, Result};
@@ -38,6 +40,8 @@ mod bench {
     use batos_kernel::tiny_model::{write_lora_adapter, write_tiny_llama};
     use clap::Parser;
     use rmpv::Value;
+
+    use crate::support::Kernel;
 
     #[derive(Parser, Debug)]
     #[command(name = "batos-model-bench", about = "Benchmark the cognitive core")]
@@ -57,59 +61,6 @@ mod bench {
     }
 
     const PROMPT: &str = "Write a short story about a robot who learns to paint.";
-
-    struct Kernel {
-        child: Child,
-        endpoint: String,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Kernel {
-        fn start(batos: &Path, config: &str) -> Result<Kernel> {
-            let dir = tempfile::tempdir()?;
-            let path = dir.path().join("batos.toml");
-            std::fs::write(&path, config)?;
-            let mut child = Command::new(batos)
-                .arg("run")
-                .arg("--data")
-                .arg(dir.path().join("data"))
-                .arg("--config")
-                .arg(&path)
-                .args([
-                    "--endpoint",
-                    "tcp://127.0.0.1:*",
-                    "--events",
-                    "tcp://127.0.0.1:*",
-                ])
-                .args(["--metrics", "", "--no-first-conversation"])
-                .env("BATOS_HEARTBEAT_INTERVAL_MS", "0")
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .context("starting batos")?;
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-            let endpoint = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("endpoint="))
-                .context("no ready line")?
-                .to_string();
-            Ok(Kernel {
-                child,
-                endpoint,
-                _dir: dir,
-            })
-        }
-    }
-
-    impl Drop for Kernel {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 
     fn field<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
         match v {

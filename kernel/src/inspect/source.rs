@@ -803,25 +803,20 @@ fn listen(socket: zmq::Socket, tx: Sender<FeedItem>, stop: Arc<AtomicBool>, star
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: Vec<(&str, Value)>) -> Value {
-        Value::Map(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (Value::from(k), v))
-                .collect(),
-        )
-    }
+    use batos_actors::value::string_map;
 
     fn oref(oid: u64) -> Value {
-        map(vec![("$ref", Value::from(oid))])
+        string_map(vec![("$ref", Value::from(oid))])
     }
 
     #[test]
     fn references_are_found_in_slots() {
         assert_eq!(ref_oid(&oref(7)), Some(7));
         assert_eq!(
-            ref_oid(&map(vec![("$ref", Value::from(7)), ("x", Value::Nil)])),
+            ref_oid(&string_map(vec![
+                ("$ref", Value::from(7)),
+                ("x", Value::Nil)
+            ])),
             None
         );
         assert_eq!(
@@ -835,16 +830,16 @@ mod tests {
 
     #[test]
     fn hits_parse_with_their_kind() {
-        let result = map(vec![(
+        let result = string_map(vec![(
             "hits",
             Value::Array(vec![
-                map(vec![
+                string_map(vec![
                     ("chunk", Value::from(10)),
                     ("source", Value::from("zoo.txt")),
                     ("score", Value::F64(1.5)),
                     ("snippet", Value::from("the **zebra**")),
                 ]),
-                map(vec![
+                string_map(vec![
                     ("chunk", Value::from(11)),
                     ("kind", Value::from("summary")),
                     ("score", Value::from(1)),
@@ -857,23 +852,23 @@ mod tests {
         assert_eq!(hits[0].kind, HitKind::Chunk);
         assert_eq!(hits[1].kind, HitKind::Summary);
         assert_eq!(hits[1].score, 1.0);
-        assert!(parse_hits(&map(vec![])).is_err());
+        assert!(parse_hits(&string_map(vec![])).is_err());
     }
 
     #[test]
     fn objects_parse_slots_parents_and_methods() {
-        let state = map(vec![
+        let state = string_map(vec![
             ("oid", Value::from(3)),
             (
                 "slots",
-                map(vec![
+                string_map(vec![
                     ("z", Value::from(1)),
                     ("parent*", Value::Array(vec![oref(2), oref(1)])),
                     (
                         "clone",
-                        map(vec![(
+                        string_map(vec![(
                             "$method",
-                            map(vec![
+                            string_map(vec![
                                 ("selector", Value::from("clone")),
                                 ("version", Value::from(0)),
                                 ("hash", Value::from("primitive")),
@@ -884,15 +879,18 @@ mod tests {
             ),
             (
                 "methods",
-                map(vec![(
+                string_map(vec![(
                     "greet",
                     Value::Array(vec![
-                        map(vec![
+                        string_map(vec![
                             ("version", Value::from(1)),
                             ("hash", Value::from("aa")),
-                            ("provenance", map(vec![("kind", Value::from("client"))])),
+                            (
+                                "provenance",
+                                string_map(vec![("kind", Value::from("client"))]),
+                            ),
                         ]),
-                        map(vec![
+                        string_map(vec![
                             ("version", Value::from(2)),
                             ("hash", Value::from("bb")),
                         ]),
@@ -917,12 +915,12 @@ mod tests {
 
     #[test]
     fn details_and_chain_links_read_the_memory_slots() {
-        let chunk = map(vec![
+        let chunk = string_map(vec![
             ("source_text", Value::from("The zebra grazes.")),
             ("token_count", Value::from(4)),
             (
                 "metadata",
-                map(vec![
+                string_map(vec![
                     ("source", Value::from("zoo.txt")),
                     ("index", Value::from(0)),
                 ]),
@@ -934,7 +932,7 @@ mod tests {
         assert_eq!(detail.token_count, Some(4));
         assert_eq!(detail.source.as_deref(), Some("zoo.txt"));
         assert_eq!(detail.index, Some(0));
-        let summary = map(vec![
+        let summary = string_map(vec![
             ("summary_text", Value::from("\n  Zebras, briefly.\nMore.")),
             ("level", Value::from(1)),
         ]);
@@ -945,10 +943,10 @@ mod tests {
 
     #[test]
     fn events_become_one_line_each() {
-        let body = map(vec![
+        let body = string_map(vec![
             ("event", Value::from("uvm_state_update")),
             ("oid", Value::from(42)),
-            ("changed", map(vec![("mood", Value::from("calm"))])),
+            ("changed", string_map(vec![("mood", Value::from("calm"))])),
             ("removed", Value::Array(vec![Value::from("old")])),
             ("tx", Value::from(7)),
         ]);
@@ -958,7 +956,7 @@ mod tests {
         assert_eq!(line.oid, Some(42));
         assert_eq!(line.text, "set mood  removed old  tx 7");
 
-        let body = map(vec![
+        let body = string_map(vec![
             ("cycle", Value::from(5)),
             ("state", Value::from("COMPLETE")),
         ]);

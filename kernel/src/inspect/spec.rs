@@ -395,42 +395,34 @@ fn clean(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: Vec<(&str, Value)>) -> Value {
-        Value::Map(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (Value::from(k), v))
-                .collect(),
-        )
-    }
+    use batos_actors::value::string_map;
 
     fn full_ui_code() -> Value {
-        map(vec![
+        string_map(vec![
             ("version", Value::from(1)),
             ("title", Value::from("My Inspector")),
             ("about", Value::from("about\nthis")),
             (
                 "panes",
                 Value::Array(vec![
-                    map(vec![
+                    string_map(vec![
                         ("kind", Value::from("events")),
                         ("title", Value::from("Live")),
                         ("topics", Value::Array(vec![Value::from("cycle_update")])),
                         ("help", Value::from("watch")),
                     ]),
-                    map(vec![("kind", Value::from("sparkline"))]),
-                    map(vec![
+                    string_map(vec![("kind", Value::from("sparkline"))]),
+                    string_map(vec![
                         ("kind", Value::from("memory_search")),
                         ("title", Value::from("Recall")),
                         ("limit", Value::from(5)),
                         ("help", Value::from("search")),
                     ]),
-                    map(vec![
+                    string_map(vec![
                         ("kind", Value::from("object_browser")),
                         ("start", Value::from(7)),
                     ]),
-                    map(vec![
+                    string_map(vec![
                         ("kind", Value::from("events")),
                         ("title", Value::from("Duplicate")),
                     ]),
@@ -438,7 +430,7 @@ mod tests {
             ),
             (
                 "provenance",
-                map(vec![("written_by", Value::from("template"))]),
+                string_map(vec![("written_by", Value::from("template"))]),
             ),
         ])
     }
@@ -477,38 +469,38 @@ mod tests {
     fn invalid_ui_code_falls_back_to_the_default_with_a_reason() {
         let cases = [
             Value::from("not a map"),
-            map(vec![("panes", Value::Array(vec![]))]),
-            map(vec![
+            string_map(vec![("panes", Value::Array(vec![]))]),
+            string_map(vec![
                 ("version", Value::from(2)),
                 ("panes", Value::Array(vec![])),
             ]),
-            map(vec![("version", Value::from(1))]),
-            map(vec![
+            string_map(vec![("version", Value::from(1))]),
+            string_map(vec![
                 ("version", Value::from(1)),
                 (
                     "panes",
-                    Value::Array(vec![map(vec![("kind", Value::from("nope"))])]),
+                    Value::Array(vec![string_map(vec![("kind", Value::from("nope"))])]),
                 ),
             ]),
-            map(vec![
+            string_map(vec![
                 ("version", Value::from(1)),
                 ("title", Value::from(3)),
                 (
                     "panes",
-                    Value::Array(vec![map(vec![("kind", Value::from("events"))])]),
+                    Value::Array(vec![string_map(vec![("kind", Value::from("events"))])]),
                 ),
             ]),
-            map(vec![
+            string_map(vec![
                 ("version", Value::from(1)),
                 (
                     "panes",
-                    Value::Array(vec![map(vec![
+                    Value::Array(vec![string_map(vec![
                         ("kind", Value::from("memory_search")),
                         ("limit", Value::from(0)),
                     ])]),
                 ),
             ]),
-            map(vec![
+            string_map(vec![
                 ("version", Value::from(1)),
                 ("panes", Value::Array(vec![Value::from(1)])),
             ]),
@@ -525,12 +517,12 @@ mod tests {
 
     #[test]
     fn control_characters_never_reach_the_screen() {
-        let ui = map(vec![
+        let ui = string_map(vec![
             ("version", Value::from(1)),
             ("title", Value::from("evil\u{1b}[2Jtitle")),
             (
                 "panes",
-                Value::Array(vec![map(vec![("kind", Value::from("events"))])]),
+                Value::Array(vec![string_map(vec![("kind", Value::from("events"))])]),
             ),
         ]);
         let spec = Spec::from_ui_code(&ui).expect("valid");

@@ -704,6 +704,7 @@ fn write_method(out: &mut String, method: &Value) {
 
 #[cfg(test)]
 mod tests {
+    use batos_actors::value::string_map;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
@@ -711,18 +712,9 @@ mod tests {
     use crate::inspect::app::Key;
     use crate::inspect::source::Response;
 
-    fn map(pairs: Vec<(&str, Value)>) -> Value {
-        Value::Map(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (Value::from(k), v))
-                .collect(),
-        )
-    }
-
     #[test]
     fn values_are_compact() {
-        let oref = map(vec![("$ref", Value::from(7))]);
+        let oref = string_map(vec![("$ref", Value::from(7))]);
         assert_eq!(compact(&oref, 100), "@7");
         assert_eq!(
             compact(
@@ -731,9 +723,9 @@ mod tests {
             ),
             r#"[@7, nil, "a\nb"]"#
         );
-        let method = map(vec![(
+        let method = string_map(vec![(
             "$method",
-            map(vec![
+            string_map(vec![
                 ("selector", Value::from("greet")),
                 ("version", Value::from(2)),
                 ("hash", Value::from("0123456789abcdef")),
@@ -741,7 +733,10 @@ mod tests {
         )]);
         assert_eq!(compact(&method, 100), "method v2 01234567");
         assert_eq!(
-            compact(&map(vec![("n", Value::from(1)), ("m", map(vec![]))]), 100),
+            compact(
+                &string_map(vec![("n", Value::from(1)), ("m", string_map(vec![]))]),
+                100
+            ),
             "{n: 1, m: {}}"
         );
         let long = Value::Array((0..1000).map(Value::from).collect());
