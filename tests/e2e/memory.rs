@@ -165,6 +165,26 @@ fn reingesting_a_source_replaces_its_chunks_and_survives_restart() {
         hit_sources(&search(&c, &[("query", s("cherries"))])),
         vec!["fruit"]
     );
+
+    // The index is derived: lost or garbled, it is rebuilt from the image.
+    let root = k.stop();
+    let index = root.path().join("data/memory-index");
+    std::fs::remove_dir_all(&index).expect("remove the index");
+    let k = Kernel::start_on(root, Options::default());
+    let c = k.dealer();
+    assert_eq!(
+        hit_sources(&search(&c, &[("query", s("cherries"))])),
+        vec!["fruit"]
+    );
+    let root = k.stop();
+    std::fs::write(index.join("meta.json"), b"{ not json").expect("garble the index");
+    let k = Kernel::start_on(root, Options::default());
+    let c = k.dealer();
+    assert_eq!(
+        hit_sources(&search(&c, &[("query", s("apples"))])),
+        vec!["other"]
+    );
+    assert!(search(&c, &[("query", s("bananas"))]).is_empty());
 }
 
 /// `paragraphs` paragraphs, each its own chunk at `chunk_tokens = 12`, all
@@ -339,4 +359,20 @@ fn summaries_form_a_tree_whose_leaves_are_all_the_chunks() {
     let chunk = *all_chunks.iter().next().unwrap();
     let up = c.send_value(chunk, "getSummary", vec![]);
     assert!(field(&c.slots(ref_oid(&up)), "child_chunks*").is_some());
+
+    // find_related_summaries: summaries like a summary's text, itself excluded.
+    let first = uint(must(&summaries[0], "chunk"));
+    let related = search(
+        &c,
+        &[("related", Value::from(first)), ("kind", s("summary"))],
+    );
+    assert!(!related.is_empty());
+    assert!(related
+        .iter()
+        .all(|h| uint(must(h, "chunk")) != first && must(h, "kind").as_str() == Some("summary")));
+    c.expect_err(
+        "search_memory",
+        &[("related", Value::from(c.root("genesis_obj")))],
+        "bad_request",
+    );
 }

@@ -55,6 +55,8 @@ pub enum Command {
         source: Option<String>,
         /// `"chunk"` or `"summary"` (an extension: absent = both).
         kind: Option<String>,
+        /// Summaries related to this object (an extension).
+        related: Option<ObjRef>,
     },
     /// `list_experts`
     ListExperts,
@@ -177,8 +179,16 @@ impl Command {
                 documents: fields.req("documents", documents)?,
             },
             "search_memory" => {
-                let query = fields.req("query", string)?;
-                if query.trim().is_empty() {
+                // Extension: `related` (an oid) asks for the summaries most
+                // like that object's text (Table 3's find_related_summaries);
+                // `query` may then be left out.
+                let related = fields.opt("related", obj_ref)?;
+                let query = match (fields.opt("query", string)?, &related) {
+                    (Some(q), _) => q,
+                    (None, Some(_)) => String::new(),
+                    (None, None) => return Err(bad("search_memory needs `query` (str)")),
+                };
+                if query.trim().is_empty() && related.is_none() {
                     return Err(bad("`query` must not be empty"));
                 }
                 let limit = fields.opt("limit", uint)?.unwrap_or(10);
@@ -196,6 +206,7 @@ impl Command {
                     limit,
                     source: fields.opt("source", string)?,
                     kind,
+                    related,
                 }
             }
             "list_experts" => Command::ListExperts,

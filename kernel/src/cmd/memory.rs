@@ -3,8 +3,8 @@
 use batos_actors::memory::{Document, EntryKind, SearchQuery};
 use rmpv::Value;
 
-use super::{wire_error, Context};
-use crate::protocol::{map, ErrorCode, WireError};
+use super::{resolve, wire_error, Context};
+use crate::protocol::{map, ErrorCode, ObjRef, WireError};
 
 /// Longest source name.
 const MAX_SOURCE_BYTES: usize = 1024;
@@ -59,6 +59,41 @@ pub(super) async fn search(
     .await
     .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
     .map_err(wire_error)?;
+    Ok(hits_value(hits))
+}
+
+/// Table 3's `find_related_summaries`: the summaries whose text is most
+/// like the object's (`summary_text` or `source_text`), itself left out.
+pub(super) async fn related(ctx: &Context, oid: ObjRef, limit: u64) -> Result<Value, WireError> {
+    let oid = resolve(ctx, oid)?;
+    let slots = ctx
+        .space
+        .read_committed(oid)
+        .await
+        .map_err(wire_error)?
+        .ok_or_else(|| WireError::new(ErrorCode::NoSuchObject, oid.to_string()))?;
+    let text = slots
+        .iter()
+        .find(|(n, _)| n == "summary_text" || n == "source_text")
+        .and_then(|(_, v)| v.as_str())
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::BadRequest,
+                format!("object {oid} is not a MemoryChunk or ContextualSummary"),
+            )
+        })?
+        .to_string();
+    let catalog = ctx.catalog.clone();
+    let hits = tokio::task::spawn_blocking(move || {
+        catalog.related_summaries(&text, Some(oid), limit as usize)
+    })
+    .await
+    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
+    .map_err(wire_error)?;
+    Ok(hits_value(hits))
+}
+
+fn hits_value(hits: Vec<batos_actors::memory::Hit>) -> Value {
     let hits = hits
         .into_iter()
         .map(|h| {
@@ -71,5 +106,5 @@ pub(super) async fn search(
             ])
         })
         .collect();
-    Ok(map([("hits", Value::Array(hits))]))
+    map([("hits", Value::Array(hits))])
 }

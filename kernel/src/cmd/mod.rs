@@ -65,10 +65,16 @@ pub async fn execute(ctx: &Context, command: Command) -> Result<Value, WireError
         } => method::create(ctx, oid, selector, code).await,
         Command::Ingest { documents } => memory::ingest(ctx, documents).await,
         Command::SearchMemory {
+            related: Some(oid),
+            limit,
+            ..
+        } => memory::related(ctx, oid, limit).await,
+        Command::SearchMemory {
             query,
             limit,
             source,
             kind,
+            related: None,
         } => memory::search(ctx, query, limit, source, kind).await,
         Command::ListExperts => Ok(inference::list_experts(ctx).await),
         Command::Infer {
