@@ -298,11 +298,8 @@ impl ExpertManager {
             let Some(version_oid) = slot(&slots, "current").and_then(as_ref) else {
                 continue;
             };
-            let version = self
-                .space
-                .read_committed(version_oid)
-                .await?
-                .unwrap_or_default();
+            // The expert object carries the current version's hash and size,
+            // so starting never reads the adapters' weights.
             let versions = match slot(&slots, "versions") {
                 Some(Value::Array(v)) => v.len(),
                 _ => 1,
@@ -313,8 +310,8 @@ impl ExpertManager {
                     info: ExpertInfo {
                         name: name.to_string(),
                         tier: Tier::Cold,
-                        bytes: slot(&version, "bytes").and_then(Value::as_u64).unwrap_or(0),
-                        hash: slot(&version, "hash")
+                        bytes: slot(&slots, "bytes").and_then(Value::as_u64).unwrap_or(0),
+                        hash: slot(&slots, "hash")
                             .and_then(Value::as_str)
                             .unwrap_or("")
                             .to_string(),
@@ -407,6 +404,7 @@ impl ExpertManager {
             changes.set(expert_oid, "versions", Value::Array(versions));
             changes.set(expert_oid, "current", make_ref(version_oid));
             changes.set(expert_oid, "hash", Value::from(hash.as_str()));
+            changes.set(expert_oid, "bytes", Value::from(bytes));
             let previous = state.insert(
                 name.clone(),
                 Entry {
@@ -525,7 +523,7 @@ impl ExpertManager {
         };
         load.await
             .map_err(ActorError::internal)?
-            .map_err(|e| ActorError::internal(format!("loading expert {name}: {e}")))?;
+            .map_err(|e| ActorError::Unavailable(format!("expert {name} cannot be loaded: {e}")))?;
         self.metrics.moves.with_label_values(&["warm", "hot"]).inc();
         self.metrics
             .move_seconds

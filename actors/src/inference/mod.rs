@@ -32,8 +32,9 @@ pub struct Cognition {
 
 impl Cognition {
     /// Runs `request` with exactly its expert active. An unknown expert is
-    /// `bad_request` when `strict`, else the base model answers (the
-    /// kernel's own requests name personas that may not be installed).
+    /// `bad_request` and one the model cannot load `unavailable` when
+    /// `strict`; otherwise the base model answers (the kernel's own
+    /// requests name personas that may not be installed or loadable).
     pub async fn infer(
         &self,
         mut request: Inference,
@@ -42,7 +43,7 @@ impl Cognition {
         let _pin = match &request.expert {
             Some(name) => match self.experts.acquire(name).await {
                 Ok(pin) => Some(pin),
-                Err(ActorError::BadRequest(msg)) if !strict => {
+                Err(ActorError::BadRequest(msg) | ActorError::Unavailable(msg)) if !strict => {
                     tracing::debug!(expert = %name, reason = %msg, "expert not installed; using the base model");
                     request.expert = None;
                     None

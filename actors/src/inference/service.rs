@@ -281,3 +281,121 @@ impl InferenceService {
         self.engine.count_tokens(text).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::super::engine::EngineOutput;
+    use super::*;
+
+    /// Blocks each generation until the test lets it go.
+    struct Gate {
+        release: parking_lot::Mutex<mpsc::Receiver<()>>,
+    }
+
+    impl Engine for Gate {
+        fn model_name(&self) -> String {
+            "gate".into()
+        }
+        fn generate(
+            &self,
+            request: &EngineRequest,
+            control: &CallControl,
+        ) -> Result<EngineOutput, EngineError> {
+            loop {
+                if let Some(reason) = control.stop_reason() {
+                    return Err(EngineError::Cancelled(reason.into()));
+                }
+                if self
+                    .release
+                    .lock()
+                    .recv_timeout(Duration::from_millis(5))
+                    .is_ok()
+                {
+                    return Ok(EngineOutput {
+                        text: request.prompt.clone(),
+                        tokens: 1,
+                        first_token: None,
+                    });
+                }
+            }
+        }
+        fn load_adapter(&self, _: &super::super::engine::AdapterSpec) -> Result<(), EngineError> {
+            Ok(())
+        }
+        fn unload_adapter(&self, _: &str) -> Result<(), EngineError> {
+            Ok(())
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize, EngineError> {
+            Ok(text.len())
+        }
+    }
+
+    fn service(max_queue: usize, timeout: Duration) -> (InferenceService, mpsc::Sender<()>) {
+        let (tx, rx) = mpsc::channel();
+        let engine = Arc::new(Gate {
+            release: parking_lot::Mutex::new(rx),
+        });
+        let config = ServiceConfig {
+            max_queue,
+            timeout,
+            ..ServiceConfig::default()
+        };
+        (
+            InferenceService::start(engine, config, &Registry::new()).unwrap(),
+            tx,
+        )
+    }
+
+    fn request(prompt: &str) -> Inference {
+        Inference {
+            prompt: prompt.into(),
+            ..Inference::default()
+        }
+    }
+
+    #[test]
+    fn past_the_queue_bound_requests_are_overloaded() {
+        let (service, release) = service(2, Duration::from_secs(30));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let first = tokio::spawn({
+                let s = service.clone();
+                async move { s.infer(request("a")).await }
+            });
+            let second = tokio::spawn({
+                let s = service.clone();
+                async move { s.infer(request("b")).await }
+            });
+            while service.waiting.load(Ordering::Acquire) < 2 {
+                tokio::task::yield_now().await;
+            }
+            let third = service.infer(request("c")).await;
+            assert!(matches!(third, Err(ActorError::Overloaded(_))), "{third:?}");
+            release.send(()).unwrap();
+            release.send(()).unwrap();
+            assert_eq!(first.await.unwrap().unwrap().text, "a");
+            assert_eq!(second.await.unwrap().unwrap().text, "b");
+        });
+    }
+
+    #[test]
+    fn a_generation_past_its_deadline_is_unavailable() {
+        let (service, _release) = service(4, Duration::from_millis(30));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt.block_on(service.infer(request("slow")));
+        assert!(matches!(out, Err(ActorError::Unavailable(_))), "{out:?}");
+        let bad = rt.block_on(service.infer(Inference {
+            max_tokens: Some(0),
+            ..request("x")
+        }));
+        assert!(matches!(bad, Err(ActorError::BadRequest(_))), "{bad:?}");
+    }
+}

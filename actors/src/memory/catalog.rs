@@ -48,6 +48,9 @@ use crate::value::{as_ref, make_ref, string_map, Oid, Value, PARENT_SLOT};
 /// so an ingest rewrites a small map, not one holding every source.
 const SHARDS: usize = 64;
 
+/// Sources summarized together (one image transaction, one index commit).
+const SUMMARY_BATCH_SOURCES: usize = 64;
+
 /// Settings of the catalog.
 #[derive(Debug, Clone)]
 pub struct CatalogConfig {
@@ -549,10 +552,17 @@ impl Worker {
             };
             match job {
                 None => {
-                    if let Some(source) = self.pending.iter().next().cloned() {
-                        if let Err(err) = self.summarize_source(&source) {
-                            tracing::error!(source, error = %err, "summarizing a source failed");
-                            self.pending.remove(&source);
+                    // A batch of pending sources, then look at the queue again.
+                    let names: Vec<String> = self
+                        .pending
+                        .iter()
+                        .take(SUMMARY_BATCH_SOURCES)
+                        .cloned()
+                        .collect();
+                    if let Err(err) = self.summarize_sources(&names) {
+                        tracing::error!(error = %err, "summarizing sources failed; they stay unsummarized until restart");
+                        for name in &names {
+                            self.pending.remove(name);
                         }
                     }
                 }
@@ -596,16 +606,18 @@ impl Worker {
                 } else {
                     sources
                 };
+                let names: Vec<String> = names
+                    .into_iter()
+                    .filter(|n| self.pending.contains(n))
+                    .collect();
                 let mut made = 0;
                 let mut result = Ok(());
-                for name in names {
-                    if self.pending.contains(&name) {
-                        match self.summarize_source(&name) {
-                            Ok(n) => made += n,
-                            Err(err) => {
-                                result = Err(err);
-                                break;
-                            }
+                for batch in names.chunks(SUMMARY_BATCH_SOURCES) {
+                    match self.summarize_sources(batch) {
+                        Ok(n) => made += n,
+                        Err(err) => {
+                            result = Err(err);
+                            break;
                         }
                     }
                 }
@@ -833,20 +845,59 @@ impl Worker {
         }
     }
 
-    /// Builds the summary tree of one source: chunks grouped under level-1
-    /// summaries, those under level-2 ones, up to one top summary.
-    fn summarize_source(&mut self, name: &str) -> Result<usize, ActorError> {
-        let Some(info) = self.sources.get(name).cloned() else {
-            self.pending.remove(name);
-            return Ok(0);
-        };
+    /// Builds the summary trees of `names` (those still pending) in one
+    /// image transaction and one index commit: per source, chunks grouped
+    /// under level-1 summaries, those under level-2 ones, up to one top
+    /// summary.
+    fn summarize_sources(&mut self, names: &[String]) -> Result<usize, ActorError> {
         let Some(protos) = self.protos else {
             return Ok(0);
         };
-        if info.chunks.is_empty() {
-            self.pending.remove(name);
+        let seq = self.seq + 1;
+        let mut changes = Changes::new();
+        let mut created: Vec<(Oid, String, String)> = Vec::new();
+        let mut tops: Vec<(String, Oid)> = Vec::new();
+        for name in names {
+            let info = match self.sources.get(name) {
+                Some(info) if !info.chunks.is_empty() => info.clone(),
+                _ => {
+                    self.pending.remove(name);
+                    continue;
+                }
+            };
+            let top = self.plan_tree(name, &info, protos, &mut changes, &mut created)?;
+            changes.set(info.oid, "summary", make_ref(top));
+            tops.push((name.clone(), top));
+        }
+        if tops.is_empty() {
             return Ok(0);
         }
+        changes.set(self.catalog, "memory_seq", Value::from(seq));
+        block_on(self.space.apply(changes))?;
+        self.seq = seq;
+        for (oid, source, text) in &created {
+            self.index_entry(*oid, source, EntryKind::Summary, text)?;
+        }
+        self.index.commit(seq).map_err(ActorError::internal)?;
+        for (name, top) in tops {
+            if let Some(entry) = self.sources.get_mut(&name) {
+                entry.summary = Some(top);
+            }
+            self.pending.remove(&name);
+        }
+        self.metrics.summaries.inc_by(created.len() as u64);
+        Ok(created.len())
+    }
+
+    /// Adds one source's summary tree to `changes`; returns its top.
+    fn plan_tree(
+        &self,
+        name: &str,
+        info: &SourceInfo,
+        protos: Prototypes,
+        changes: &mut Changes,
+        created: &mut Vec<(Oid, String, String)>,
+    ) -> Result<Oid, ActorError> {
         let mut nodes: Vec<(Oid, String)> = Vec::with_capacity(info.chunks.len());
         for chunk in &info.chunks {
             let s = self.read(*chunk)?;
@@ -855,12 +906,9 @@ impl Worker {
                 .unwrap_or("");
             nodes.push((*chunk, text.to_string()));
         }
-        let seq = self.seq + 1;
-        let mut changes = Changes::new();
-        let mut created: Vec<(Oid, String)> = Vec::new();
         let summarizer = self.summarizer.name();
         let mut level = 1u64;
-        let top = loop {
+        loop {
             let mut next = Vec::new();
             for group in groups(nodes.len(), self.config.summary_fanout) {
                 let members = &nodes[group];
@@ -889,28 +937,14 @@ impl Worker {
                 for child in children {
                     changes.set(child, "parent_summary*", make_ref(oid));
                 }
-                created.push((oid, text.clone()));
+                created.push((oid, name.to_string(), text.clone()));
                 next.push((oid, text));
             }
             if next.len() == 1 {
-                break next[0].0;
+                return Ok(next[0].0);
             }
             nodes = next;
             level += 1;
-        };
-        changes.set(info.oid, "summary", make_ref(top));
-        changes.set(self.catalog, "memory_seq", Value::from(seq));
-        block_on(self.space.apply(changes))?;
-        self.seq = seq;
-        for (oid, text) in &created {
-            self.index_entry(*oid, name, EntryKind::Summary, text)?;
         }
-        self.index.commit(seq).map_err(ActorError::internal)?;
-        if let Some(entry) = self.sources.get_mut(name) {
-            entry.summary = Some(top);
-        }
-        self.pending.remove(name);
-        self.metrics.summaries.inc_by(created.len() as u64);
-        Ok(created.len())
     }
 }

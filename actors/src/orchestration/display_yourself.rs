@@ -187,11 +187,25 @@ pub(super) async fn run_step(
                 "You are describing BAT OS's own Memory Inspector. From these excerpts of the system's design, \
                  write one short paragraph telling a person what the system is and what the inspector shows.\n",
             );
-            for (part, query) in &queries {
-                let (Some(part), Some(query)) = (part.as_str(), query.as_str()) else {
-                    continue;
-                };
-                let hits = search(cx.catalog, query, 3)?;
+            let asked: Vec<(String, String)> = queries
+                .iter()
+                .filter_map(|(p, q)| Some((p.as_str()?.to_string(), q.as_str()?.to_string())))
+                .collect();
+            // Index searches block: run them off the async threads.
+            let answers = {
+                let catalog = cx.catalog.clone();
+                let asked = asked.clone();
+                tokio::task::spawn_blocking(move || {
+                    asked
+                        .iter()
+                        .map(|(_, q)| search(&catalog, q, 3))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .map_err(ActorError::internal)??
+            };
+            for ((part, query), hits) in asked.iter().zip(answers) {
+                let (part, query) = (part.as_str(), query.as_str());
                 prompt.push_str(&format!("\n[{part}] (query: {query})\n"));
                 for hit in &hits {
                     prompt.push_str(&format!("- {}: {}\n", hit.source, plain(&hit.snippet)));

@@ -41,23 +41,24 @@ fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     }
 }
 
-fn first_snippet(evidence: &Value, part: &str) -> Option<String> {
+/// The snippet of the best hit for `part`; with `kind`, of the best hit of
+/// that kind.
+fn first_snippet(evidence: &Value, part: &str, kind: Option<&str>) -> Option<String> {
     let Value::Array(parts) = evidence else {
         return None;
     };
-    parts
+    let hits = parts
         .iter()
         .find(|p| get(p, "part").and_then(Value::as_str) == Some(part))
         .and_then(|p| match get(p, "hits") {
-            Some(Value::Array(hits)) => hits.first(),
+            Some(Value::Array(hits)) => Some(hits),
             _ => None,
-        })
+        })?;
+    hits.iter()
+        .find(|h| kind.is_none() || get(h, "kind").and_then(Value::as_str) == kind)
         .and_then(|h| get(h, "snippet"))
         .and_then(Value::as_str)
-        .map(|s| {
-            let text: String = s.chars().take(HELP_CHARS).collect();
-            text
-        })
+        .map(|s| s.chars().take(HELP_CHARS).collect())
 }
 
 fn evidence_refs(evidence: &Value) -> Vec<Value> {
@@ -82,11 +83,15 @@ fn pane(pairs: Vec<(&str, Value)>) -> Value {
 /// Builds `ui_code`.
 pub fn build(inputs: &Inputs<'_>) -> Value {
     let help = |part: &str, fallback: &str| {
-        Value::from(first_snippet(inputs.evidence, part).unwrap_or_else(|| fallback.to_string()))
+        Value::from(
+            first_snippet(inputs.evidence, part, None).unwrap_or_else(|| fallback.to_string()),
+        )
     };
     let about = match inputs.generated {
         Some(out) => out.text.trim().to_string(),
-        None => first_snippet(inputs.evidence, "about")
+        // A passage of the documents themselves introduces the system
+        // better than a summary stitched from lead sentences.
+        None => first_snippet(inputs.evidence, "about", Some("chunk"))
             .unwrap_or_else(|| "BAT OS: a persistent, self-extending object system.".into()),
     };
     let mut provenance = vec![
@@ -155,4 +160,100 @@ pub fn build(inputs: &Inputs<'_>) -> Value {
         ),
         ("provenance", pane(provenance)),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(oid: Oid, kind: &str, snippet: &str) -> Value {
+        string_map(vec![
+            ("object", make_ref(oid)),
+            ("source", Value::from("doc.md")),
+            ("kind", Value::from(kind)),
+            ("snippet", Value::from(snippet)),
+        ])
+    }
+
+    fn part(name: &str, hits: Vec<Value>) -> Value {
+        string_map(vec![
+            ("part", Value::from(name)),
+            ("query", Value::from("q")),
+            ("hits", Value::Array(hits)),
+        ])
+    }
+
+    #[test]
+    fn the_template_takes_its_texts_from_memory() {
+        let evidence = Value::Array(vec![
+            part(
+                "about",
+                vec![
+                    hit(7, "summary", "a stitched summary"),
+                    hit(8, "chunk", "BAT OS is a system"),
+                ],
+            ),
+            part("events", vec![hit(9, "chunk", "events are published")]),
+        ]);
+        let ui = build(&Inputs {
+            cycle: 42,
+            evidence: &evidence,
+            generated: None,
+            sources: vec!["doc.md"],
+        });
+        assert_eq!(
+            get(&ui, "about").and_then(Value::as_str),
+            Some("BAT OS is a system")
+        );
+        let Some(Value::Array(panes)) = get(&ui, "panes") else {
+            panic!("panes: {ui}")
+        };
+        let help: Vec<&str> = panes
+            .iter()
+            .map(|p| get(p, "help").and_then(Value::as_str).unwrap())
+            .collect();
+        assert_eq!(help[2], "events are published");
+        assert_eq!(
+            help[0], "Search what the system has ingested.",
+            "fallback without evidence"
+        );
+        let provenance = get(&ui, "provenance").unwrap();
+        assert_eq!(
+            get(provenance, "written_by").and_then(Value::as_str),
+            Some("template")
+        );
+        assert_eq!(
+            get(provenance, "evidence"),
+            Some(&Value::Array(vec![make_ref(7), make_ref(8), make_ref(9)]))
+        );
+    }
+
+    #[test]
+    fn a_model_paragraph_becomes_the_about_text() {
+        let generated = Inferred {
+            text: "  I am BAT OS.  ".into(),
+            expert: Some("ROBIN".into()),
+            tokens: 4,
+            model: "m".into(),
+        };
+        let ui = build(&Inputs {
+            cycle: 1,
+            evidence: &Value::Array(vec![]),
+            generated: Some(&generated),
+            sources: vec![],
+        });
+        assert_eq!(
+            get(&ui, "about").and_then(Value::as_str),
+            Some("I am BAT OS.")
+        );
+        let provenance = get(&ui, "provenance").unwrap();
+        assert_eq!(
+            get(provenance, "written_by").and_then(Value::as_str),
+            Some("model")
+        );
+        assert_eq!(
+            get(provenance, "expert").and_then(Value::as_str),
+            Some("ROBIN")
+        );
+    }
 }
