@@ -52,12 +52,28 @@ pub struct GenerationConfig {
     pub expert: Option<String>,
 }
 
-/// The grammar generated methods are constrained to (llguidance Lark): one
-/// `(module ...)` s-expression of atoms, strings and nested lists.
-pub const WAT_GRAMMAR: &str = r#"start: "(module" item* ")"
-item: list | ATOM | STRING
-list: "(" item* ")"
-ATOM: /[^\s()";]+/
+/// The grammar generated methods are constrained to (llguidance Lark): a
+/// subset of WAT with folded instructions only, in the shape the ABI asks
+/// for: `uvm` imports, the exported memory, data segments, helper
+/// functions, then `invoke`. It rules out whole classes of mistakes (a
+/// missing or misnamed `invoke`, a second module); the audit and the
+/// compiler still check everything else.
+pub const WAT_GRAMMAR: &str = r#"start: "(module" import* memory data* helper* invoke ")"
+import: "(import" "\"uvm\"" STRING "(func" ID? param? result? ")" ")"
+memory: "(memory" "(export" "\"memory\"" ")" INT ")"
+data: "(data" "(i32.const" INT ")" STRING ")"
+helper: "(func" ID param? result? local* instr* ")"
+invoke: "(func" "(export" "\"invoke\"" ")" local* instr* ")"
+param: "(param" VALTYPE+ ")"
+result: "(result" VALTYPE ")"
+local: "(local" ID VALTYPE ")"
+instr: "(" OP arg* ")"
+arg: instr | INT | FLOAT | ID | STRING | VALTYPE
+OP: /[a-z][a-z0-9_]*(\.[a-z0-9_]+)?/
+ID: /\$[A-Za-z0-9_]+/
+VALTYPE: "i32" | "i64" | "f32" | "f64"
+INT: /-?[0-9]+/
+FLOAT: /-?[0-9]+\.[0-9]+/
 STRING: /"([^"\\]|\\.)*"/
 %ignore /[ \t\r\n]+/
 "#;
