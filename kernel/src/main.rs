@@ -59,12 +59,52 @@ enum Command {
     New { slots: Option<String> },
     /// Clone an object (shallow).
     Clone { oid: String },
+    /// Ingest text files into memory (each file's path is its source).
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Search memory (BM25; "phrases" and +required words).
+    Search {
+        query: String,
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// At most this many hits (1..1000).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// List the persona experts with their tier and size.
+    Experts,
+    /// Generate with the model (needs a model: `batos run --model PATH`).
+    Infer {
+        prompt: String,
+        /// Run with this persona expert.
+        #[arg(long)]
+        expert: Option<String>,
+        /// Most tokens to generate.
+        #[arg(long)]
+        max_tokens: Option<u64>,
+    },
+    /// Start a cognitive cycle (`start KIND`) or show one (`get OID`).
+    Cycle {
+        #[command(subcommand)]
+        action: CycleAction,
+    },
     /// The Memory Inspector: an interactive terminal UI on a running kernel.
     Inspect {
         /// Events endpoint (SUB) [default: the configured default].
         #[arg(long)]
         events: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum CycleAction {
+    /// Start a cycle of KIND (display_yourself).
+    Start { kind: String },
+    /// Show a cycle's state, history and results.
+    Get { oid: String },
 }
 
 #[derive(Args)]
@@ -223,6 +263,32 @@ fn main() {
                 } => Request::Send(oid, selector, args),
                 Command::New { slots } => Request::New(slots),
                 Command::Clone { oid } => Request::Clone(oid),
+                Command::Ingest { files } => Request::Ingest(files),
+                Command::Search {
+                    query,
+                    source,
+                    limit,
+                } => Request::Search {
+                    query,
+                    source,
+                    limit,
+                },
+                Command::Experts => Request::Experts,
+                Command::Infer {
+                    prompt,
+                    expert,
+                    max_tokens,
+                } => Request::Infer {
+                    prompt,
+                    expert,
+                    max_tokens,
+                },
+                Command::Cycle {
+                    action: CycleAction::Start { kind },
+                } => Request::CycleStart(kind),
+                Command::Cycle {
+                    action: CycleAction::Get { oid },
+                } => Request::CycleGet(oid),
                 Command::Run(_) | Command::Steward(_) | Command::Inspect { .. } => {
                     unreachable!("handled above")
                 }

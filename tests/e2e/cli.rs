@@ -196,3 +196,29 @@ fn unreachable_kernel_exits_3() {
         "the timeout is honoured"
     );
 }
+
+#[test]
+fn ingest_search_cycle_and_experts_from_the_command_line() {
+    let k = Kernel::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("owls.txt");
+    std::fs::write(&file, "Owls hunt at night. Their feathers are silent.").unwrap();
+    let path = file.display().to_string();
+    let out = k.cli(&["ingest", &path]).json();
+    assert_eq!(out["documents"], json!(1), "{out}");
+    let out = k.cli(&["search", "silent feathers", "--limit", "5"]).json();
+    let hits = out["hits"].as_array().expect("hits");
+    assert_eq!(hits[0]["source"], json!(path), "{out}");
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("**"), "{out}");
+
+    let out = k.cli(&["cycle", "start", "display_yourself"]).json();
+    let cycle = out["cycle"].as_u64().expect("cycle oid").to_string();
+    let out = k.cli(&["cycle", "get", &cycle]).json();
+    assert_eq!(out["kind"], json!("display_yourself"), "{out}");
+
+    assert_eq!(k.cli(&["experts"]).json(), json!({"experts": []}));
+    let out = k.cli(&["infer", "hello"]);
+    assert_eq!(out.code, Some(1), "no model: a kernel error");
+    assert!(out.stderr.contains("unavailable"), "{}", out.stderr);
+    assert_eq!(k.cli(&["ingest"]).code, Some(2), "files are required");
+}
