@@ -148,3 +148,37 @@ fn does_not_understand_with_the_model_installs_or_refuses_cleanly() {
         }
     }
 }
+
+#[test]
+fn with_a_model_memory_counts_tokens_with_its_tokenizer() {
+    let k = tiny_kernel("");
+    let c = k.dealer();
+    // The tiny tokenizer is byte-level with no merges: one token per ASCII byte.
+    let text = "Owls hunt at night.";
+    c.ok(
+        "ingest",
+        &[(
+            "documents",
+            Value::Array(vec![map(&[("source", s("owls")), ("text", s(text))])]),
+        )],
+    );
+    let hits = must(
+        &c.ok(
+            "search_memory",
+            &[("query", s("owls")), ("kind", s("chunk"))],
+        ),
+        "hits",
+    )
+    .clone();
+    let chunk = uint(must(&hits.as_array().unwrap()[0], "chunk"));
+    let slots = c.slots(chunk);
+    assert_eq!(
+        uint(must(&slots, "token_count")),
+        text.len() as u64,
+        "{slots}"
+    );
+    let tokenizer = must(must(&slots, "metadata"), "tokenizer")
+        .as_str()
+        .unwrap();
+    assert!(tokenizer.starts_with("tokenizer:"), "{tokenizer}");
+}
