@@ -429,6 +429,27 @@ impl Kernel {
         cli(&all)
     }
 
+    /// Waits until `oid`'s slot `name` is set and returns it, using the
+    /// events (the slot may already be set before we subscribed).
+    pub fn wait_for_slot(&self, c: &Client, oid: u64, name: &str) -> Value {
+        let sub = self.subscriber();
+        sub.sync(c);
+        if let Ok(v) = c.call("get_slot", &[("oid", Value::from(oid)), ("slot", s(name))]) {
+            return v;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(ev) = sub.next_timeout(Duration::from_secs(1)) {
+                if ev.oid == oid {
+                    if let Some(v) = ev.value_of(name) {
+                        return v.clone();
+                    }
+                }
+            }
+        }
+        panic!("slot {name} of {oid} was never set");
+    }
+
     /// Sends a signal to the kernel process.
     pub fn signal(&self, sig: libc::c_int) {
         assert!(

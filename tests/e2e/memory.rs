@@ -3,7 +3,6 @@
 //! kill -9, and summary trees whose leaves are exactly the chunks.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
@@ -110,6 +109,11 @@ fn ingest_then_search_finds_the_right_chunks_and_sources() {
 
     // Bad input is refused and changes nothing.
     c.expect_err("search_memory", &[("query", s("   "))], "bad_request");
+    c.expect_err(
+        "search_memory",
+        &[("query", s(&"zebra ".repeat(1000)))],
+        "bad_request",
+    );
     c.expect_err(
         "search_memory",
         &[("query", s("x")), ("kind", s("bogus"))],
@@ -271,28 +275,6 @@ fn a_crash_during_ingest_leaves_every_source_whole_or_absent() {
     assert!(search(&c, &[("query", s("tag0a"))]).is_empty());
 }
 
-/// Waits until `oid`'s slot `name` is set, using the events (the slot may
-/// already be set before we subscribed).
-fn wait_for_slot(k: &Kernel, c: &Client, oid: u64, name: &str) -> Value {
-    let sub = k.subscriber();
-    sub.sync(c);
-    let current = c.call("get_slot", &[("oid", Value::from(oid)), ("slot", s(name))]);
-    if let Ok(v) = current {
-        return v;
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(ev) = sub.next_timeout(Duration::from_secs(1)) {
-            if ev.oid == oid {
-                if let Some(v) = ev.value_of(name) {
-                    return v.clone();
-                }
-            }
-        }
-    }
-    panic!("slot {name} of {oid} was never set");
-}
-
 #[test]
 fn summaries_form_a_tree_whose_leaves_are_all_the_chunks() {
     let k = Kernel::start_with(Options::config(
@@ -304,7 +286,7 @@ fn summaries_form_a_tree_whose_leaves_are_all_the_chunks() {
     assert!(chunks > 9, "enough chunks for three levels: {report}");
     let hit = &search(&c, &[("query", s("big")), ("limit", Value::from(1))])[0];
     let source = ref_oid(&c.get(uint(must(hit, "chunk")), "source_object"));
-    let top = ref_oid(&wait_for_slot(&k, &c, source, "summary"));
+    let top = ref_oid(&k.wait_for_slot(&c, source, "summary"));
     let all_chunks: BTreeSet<u64> = refs(&c.get(source, "chunks")).into_iter().collect();
     assert_eq!(all_chunks.len() as u64, chunks);
 

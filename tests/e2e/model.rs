@@ -181,4 +181,16 @@ fn with_a_model_memory_counts_tokens_with_its_tokenizer() {
         .as_str()
         .unwrap();
     assert!(tokenizer.starts_with("tokenizer:"), "{tokenizer}");
+
+    // The model writes the summaries.
+    let source = ref_oid(must(&slots, "source_object"));
+    let top = ref_oid(&k.wait_for_slot(&c, source, "summary"));
+    let summary = c.slots(top);
+    let by = must(&summary, "summarizer").as_str().unwrap();
+    assert!(by.starts_with("model:"), "{summary}");
+    assert_same(
+        must(&summary, "child_chunks*"),
+        &parents(&[chunk]),
+        "one chunk under it",
+    );
 }

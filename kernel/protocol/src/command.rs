@@ -74,6 +74,10 @@ pub enum Command {
     Snapshot,
 }
 
+/// Longest `search_memory` query: BM25 over thousands of words helps no
+/// one and costs the index a long scan.
+pub const MAX_QUERY_BYTES: usize = 4096;
+
 /// A method's code as sent to `create_method`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MethodCode {
@@ -190,6 +194,12 @@ impl Command {
                 };
                 if query.trim().is_empty() && related.is_none() {
                     return Err(bad("`query` must not be empty"));
+                }
+                if query.len() > MAX_QUERY_BYTES {
+                    return Err(bad(format!(
+                        "`query` is {} bytes; at most {MAX_QUERY_BYTES}",
+                        query.len()
+                    )));
                 }
                 let limit = fields.opt("limit", uint)?.unwrap_or(10);
                 if !(1..=1000).contains(&limit) {
