@@ -40,6 +40,15 @@ impl Changes {
         self.tx.remove(oid, name.into());
     }
 
+    /// Stores `bytes` in the image, content-addressed; returns the key
+    /// (lowercase hex SHA-256) a slot can hold to refer to them.
+    pub fn store_blob(&mut self, bytes: Vec<u8>) -> String {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(&bytes));
+        self.tx.store_blob(hash.clone(), bytes);
+        hash
+    }
+
     /// Whether the batch changes nothing.
     pub fn is_empty(&self) -> bool {
         self.tx.is_empty()

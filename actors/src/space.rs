@@ -343,6 +343,17 @@ impl ObjectSpace {
         }))
     }
 
+    /// A blob stored with [`Changes::store_blob`], by its hash.
+    pub async fn load_blob(&self, hash: &str) -> Result<Option<Vec<u8>>, ActorError> {
+        let image = self.inner.image.clone();
+        let hash = hash.to_string();
+        Ok(self
+            .inner
+            .io
+            .run(move || image.load_module(&hash))
+            .await??)
+    }
+
     /// Makes a consistent checkpoint of the image.
     pub async fn snapshot(&self) -> Result<String, ActorError> {
         let image = self.inner.image.clone();

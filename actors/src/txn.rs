@@ -24,6 +24,10 @@ pub struct Transaction {
     pub(crate) installs: Vec<Install>,
     /// Upgrade instructions to submit after the commit (not image state).
     pub(crate) upgrades: Vec<Value>,
+    /// Content-addressed blobs written with the transaction (hex SHA-256 →
+    /// bytes), kept beside the modules: large data (expert weights) that
+    /// slots refer to by hash, so it never travels in slot values or events.
+    pub(crate) blobs: Vec<(String, Vec<u8>)>,
 }
 
 /// A method version installed by a transaction: its history record and
@@ -84,6 +88,16 @@ impl Transaction {
             Slot::Method(install.method.clone()),
         );
         self.installs.push(install);
+    }
+
+    /// Stores a blob under its hash.
+    pub fn store_blob(&mut self, hash: String, bytes: Vec<u8>) {
+        self.blobs.push((hash, bytes));
+    }
+
+    /// Blobs this transaction stores.
+    pub fn blobs(&self) -> &[(String, Vec<u8>)] {
+        &self.blobs
     }
 
     /// Method versions this transaction installs.

@@ -91,6 +91,9 @@ fn adapters_are_absorbed_once_and_a_changed_file_is_a_new_version() {
     assert!(!same(&c.get(expert, "hash"), &first_hash));
     let old = ref_oid(&versions.as_array().unwrap()[0]);
     assert_same(&c.get(old, "hash"), &first_hash, "old version kept");
+    // Weights live in the image's blob store; slots (and events) carry their hash.
+    let weights = c.get(old, "adapter_weights");
+    assert_eq!(weights.as_str().map(str::len), Some(64), "{weights}");
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //!   directory (PEFT layout: `adapter_config.json` +
 //!   `adapter_model.safetensors`) is absorbed on start: content-hashed, and
 //!   stored as an `ExpertVersion` object once per hash (a changed file
-//!   becomes a new version; an unchanged one is not stored again).
+//!   becomes a new version; an unchanged one is not stored again). The
+//!   files themselves go to the image's content-addressed blob store; the
+//!   version object holds their hashes, so reading it (or its events)
+//!   never carries the weights.
 //!   `memory_manager_obj.experts` maps each name to its `Expert` object.
 //! - **warm**: the adapter's bytes in RAM, least recently used first out,
 //!   within `warm_bytes`.
@@ -355,6 +358,8 @@ impl ExpertManager {
             }
             let bytes = (config.len() + weights.len()) as u64;
             let version_oid = self.space.allocate_oid();
+            let config_blob = changes.store_blob(config);
+            let weights_blob = changes.store_blob(weights);
             changes.create(
                 version_oid,
                 vec![
@@ -365,8 +370,15 @@ impl ExpertManager {
                     ("expert".to_string(), Value::from(name.as_str())),
                     ("hash".to_string(), Value::from(hash.as_str())),
                     ("bytes".to_string(), Value::from(bytes)),
-                    ("adapter_config".to_string(), Value::Binary(config)),
-                    ("adapter_weights".to_string(), Value::Binary(weights)),
+                    // The files live in the image's blob store, by hash.
+                    (
+                        "adapter_config".to_string(),
+                        Value::from(config_blob.as_str()),
+                    ),
+                    (
+                        "adapter_weights".to_string(),
+                        Value::from(weights_blob.as_str()),
+                    ),
                     ("absorbed_ms".to_string(), Value::from(now_ms())),
                 ],
             );
@@ -477,13 +489,19 @@ impl ExpertManager {
                     .read_committed(version_oid)
                     .await?
                     .unwrap_or_default();
-                let bin = |n| match slot(&slots, n) {
-                    Some(Value::Binary(b)) => Ok(b.clone()),
-                    _ => Err(ActorError::internal(format!(
-                        "expert {name}: {n} missing in the image"
-                    ))),
-                };
-                let files = Arc::new((bin("adapter_config")?, bin("adapter_weights")?));
+                let mut files = Vec::with_capacity(2);
+                for key in ["adapter_config", "adapter_weights"] {
+                    let blob = match slot(&slots, key).and_then(Value::as_str) {
+                        Some(hash) => self.space.load_blob(hash).await?,
+                        None => None,
+                    };
+                    files.push(blob.ok_or_else(|| {
+                        ActorError::internal(format!("expert {name}: {key} missing in the image"))
+                    })?);
+                }
+                let weights = files.pop().unwrap_or_default();
+                let config = files.pop().unwrap_or_default();
+                let files = Arc::new((config, weights));
                 self.metrics
                     .moves
                     .with_label_values(&["cold", "warm"])

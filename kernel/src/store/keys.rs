@@ -8,7 +8,7 @@
 //! | `objects` | oid (u64 big-endian)        | object header ([`super::codec`]) |
 //! | `slots`   | oid (u64 BE) ++ slot name (UTF-8) | slot record ([`super::codec`]) |
 //! | `methods` | oid (u64 BE) ++ selector length (u32 BE) ++ selector ++ version (u32 BE) | method record |
-//! | `modules` | module SHA-256 (lowercase hex) | WebAssembly binary |
+//! | `modules` | SHA-256 of the content (lowercase hex) | a WebAssembly binary, or a blob (expert adapter files) |
 //! | `compiled`| engine fingerprint (8 bytes) ++ module SHA-256 | serialized wasmtime module (a cache) |
 //!
 //! Big-endian oids make an object's slots one contiguous, ordered key range.

@@ -206,6 +206,9 @@ impl Image for RocksImage {
                 );
                 batch.put_cf(modules, install.method.hash.as_bytes(), &install.wasm);
             }
+            for (hash, bytes) in tx.blobs() {
+                batch.put_cf(modules, hash.as_bytes(), bytes);
+            }
             if let Some(roots) = tx.roots() {
                 batch.put_cf(meta, META_ROOTS, codec::encode_roots(roots));
             }
