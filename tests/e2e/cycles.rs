@@ -187,11 +187,21 @@ fn display_yourself_completes_on_a_fresh_image_without_a_model() {
             "evidence is a memory object: {slots}"
         );
     }
-    let results = must(&view, "results");
-    assert!(must(must(results, "intermediate_results"), "prompt")
-        .as_str()
-        .unwrap()
-        .contains("ARCHITECTURE.md"));
+    // The prompt is built from what memory returned: every hit is quoted.
+    let reasoning = must(must(&view, "results"), "intermediate_results");
+    let prompt = must(reasoning, "prompt").as_str().unwrap();
+    let parts = must(reasoning, "evidence").as_array().unwrap();
+    assert_eq!(parts.len(), 4, "one part per default query");
+    for part in parts {
+        for hit in must(part, "hits").as_array().unwrap() {
+            let source = must(hit, "source").as_str().unwrap();
+            let snippet = must(hit, "snippet").as_str().unwrap();
+            assert!(
+                prompt.contains(&format!("- {source}: {snippet}")),
+                "the prompt quotes {source}: {snippet}"
+            );
+        }
+    }
 
     // Once per image: a restart does not start another.
     let k = k.restart();
