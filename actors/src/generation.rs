@@ -214,15 +214,8 @@ impl ModelTier {
             };
             let wat = extract_module(&answer.text);
             let checked = {
-                let space = space.clone();
-                let wat = wat.to_string();
-                space
-                    .pool
-                    .run({
-                        let space = space.clone();
-                        move || check(&space, &wat)
-                    })
-                    .await?
+                let (for_check, wat) = (space.clone(), wat.to_string());
+                space.pool.run(move || check(&for_check, &wat)).await?
             };
             match checked {
                 Ok(wasm) => {

@@ -9,6 +9,7 @@
 pub mod abi;
 pub mod audit;
 pub mod changes;
+pub mod clock;
 pub mod committer;
 pub mod error;
 pub mod exec;

@@ -223,6 +223,14 @@ impl ObjectSpace {
         &self.inner.roots
     }
 
+    /// The oid of a root the kernel needs (an image without it is corrupt).
+    pub fn root(&self, name: &str) -> Result<Oid, ActorError> {
+        self.inner
+            .roots
+            .oid(name)
+            .ok_or_else(|| ActorError::internal(format!("the image has no {name}")))
+    }
+
     /// Objects in the image, roots included.
     pub fn object_count(&self) -> u64 {
         self.inner.counters.objects.load(Ordering::Acquire)

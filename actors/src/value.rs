@@ -25,6 +25,17 @@ pub fn string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, Value)>) -> Valu
     )
 }
 
+/// The value of slot `name` in a list of data slots (as
+/// [`crate::ObjectSpace::read_committed`] returns them).
+pub fn find_slot<'a>(slots: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
+    slots.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
+/// An array of `{"$ref": oid}` values.
+pub fn ref_array(oids: &[Oid]) -> Value {
+    Value::Array(oids.iter().map(|o| make_ref(*o)).collect())
+}
+
 /// A `{"$ref": oid}` value.
 pub fn make_ref(oid: Oid) -> Value {
     Value::Map(vec![(Value::from(REF_KEY), Value::from(oid))])

@@ -19,7 +19,7 @@
 //! reports how many are live.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use batos_actors::memory::Catalog;
 use batos_actors::value::make_ref;
@@ -324,10 +324,7 @@ impl Beat {
     /// Records a finding object and lists it on `genesis_obj.findings`.
     async fn record(&self, kind: &str, details: Vec<(&str, Value)>) {
         self.metrics.beats.with_label_values(&["finding"]).inc();
-        let at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let at_ms = batos_actors::clock::unix_ms();
         let mut slots = vec![
             ("kind".to_string(), Value::from(kind)),
             ("at_ms".to_string(), Value::from(at_ms)),

@@ -30,7 +30,7 @@ use crate::changes::Changes;
 use crate::error::ActorError;
 use crate::roots;
 use crate::space::ObjectSpace;
-use crate::value::{as_ref, make_ref, Oid, Value, PARENT_SLOT};
+use crate::value::{as_ref, find_slot as slot, make_ref, Oid, Value, PARENT_SLOT};
 
 /// The PEFT files of one adapter.
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
@@ -138,23 +138,12 @@ impl Pin {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn hash_files(config: &[u8], weights: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update((config.len() as u64).to_be_bytes());
     h.update(config);
     h.update(weights);
     hex::encode(h.finalize())
-}
-
-fn slot<'a>(slots: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
-    slots.iter().find(|(n, _)| n == name).map(|(_, v)| v)
 }
 
 /// An adapter folder as found on disk.
@@ -187,7 +176,7 @@ pub fn scan(dir: &Path) -> Result<Vec<FoundAdapter>, String> {
         }
         let name = entry.file_name().to_string_lossy().to_string();
         let config = std::fs::read(&config).map_err(|e| format!("{}: {e}", config.display()))?;
-        serde_json_check(&config).map_err(|e| format!("{name}/{ADAPTER_CONFIG}: {e}"))?;
+        check_config(&config).map_err(|e| format!("{name}/{ADAPTER_CONFIG}: {e}"))?;
         let weights = std::fs::read(&weights).map_err(|e| format!("{}: {e}", weights.display()))?;
         out.push(FoundAdapter {
             name,
@@ -199,16 +188,11 @@ pub fn scan(dir: &Path) -> Result<Vec<FoundAdapter>, String> {
     Ok(out)
 }
 
-/// A minimal check that the adapter config is a JSON object (the backend
-/// reads the rest).
-fn serde_json_check(bytes: &[u8]) -> Result<(), String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-    let t = text.trim();
-    if t.starts_with('{') && t.ends_with('}') {
-        Ok(())
-    } else {
-        Err("not a JSON object".into())
-    }
+/// Checks that the adapter config is a JSON object (the backend reads the rest).
+fn check_config(bytes: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes)
+        .map(|_| ())
+        .map_err(|e| format!("not a JSON object: {e}"))
 }
 
 impl ExpertManager {
@@ -277,10 +261,7 @@ impl ExpertManager {
     }
 
     fn manager_oid(&self) -> Result<Oid, ActorError> {
-        self.space
-            .roots()
-            .oid(roots::MEMORY_MANAGER)
-            .ok_or_else(|| ActorError::internal("the image has no memory_manager_obj"))
+        self.space.root(roots::MEMORY_MANAGER)
     }
 
     async fn load(&self) -> Result<(), ActorError> {
@@ -379,7 +360,10 @@ impl ExpertManager {
                         "adapter_weights".to_string(),
                         Value::from(weights_blob.as_str()),
                     ),
-                    ("absorbed_ms".to_string(), Value::from(now_ms())),
+                    (
+                        "absorbed_ms".to_string(),
+                        Value::from(crate::clock::unix_ms()),
+                    ),
                 ],
             );
             let existing = directory

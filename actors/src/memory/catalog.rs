@@ -42,7 +42,9 @@ use crate::changes::Changes;
 use crate::error::ActorError;
 use crate::roots;
 use crate::space::ObjectSpace;
-use crate::value::{as_ref, make_ref, string_map, Oid, Value, PARENT_SLOT};
+use crate::value::{
+    as_ref, find_slot as slot, make_ref, ref_array, string_map, Oid, Value, PARENT_SLOT,
+};
 
 /// Directory shards: a source's entry lives in shard `hash(source) % SHARDS`,
 /// so an ingest rewrites a small map, not one holding every source.
@@ -68,20 +70,6 @@ pub struct CatalogConfig {
     pub max_queue: usize,
     /// Summarize new sources in the background.
     pub background_summaries: bool,
-}
-
-impl Default for CatalogConfig {
-    fn default() -> Self {
-        CatalogConfig {
-            index_dir: PathBuf::from("memory-index"),
-            chunk_tokens: 256,
-            summary_fanout: 8,
-            summary_tokens: 160,
-            max_batch_documents: 512,
-            max_queue: 1024,
-            background_summaries: true,
-        }
-    }
 }
 
 /// One document to ingest.
@@ -194,6 +182,8 @@ impl CatalogMetrics {
 #[derive(Clone)]
 pub struct Catalog {
     jobs: Sender<Job>,
+    counter: SharedCounter,
+    chunk_tokens: usize,
     index: Arc<MemoryIndex>,
     metrics: CatalogMetrics,
     max_queue: usize,
@@ -222,6 +212,8 @@ impl Catalog {
         let (jobs, rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = oneshot::channel();
         let max_queue = config.max_queue;
+        let chunk_tokens = config.chunk_tokens;
+        let worker_counter = counter.clone();
         let worker_index = index.clone();
         let worker_metrics = metrics.clone();
         std::thread::Builder::new()
@@ -230,7 +222,7 @@ impl Catalog {
                 let worker = Worker::load(
                     space,
                     config,
-                    counter,
+                    worker_counter,
                     summarizer,
                     worker_index,
                     worker_metrics,
@@ -251,10 +243,17 @@ impl Catalog {
             .map_err(|_| ActorError::internal("the memory worker died while loading"))??;
         Ok(Catalog {
             jobs,
+            counter,
+            chunk_tokens,
             index,
             metrics,
             max_queue,
         })
+    }
+
+    /// How `ingest` would chunk `text` (same budget and token counter).
+    pub fn chunk(&self, text: &str) -> Vec<chunker::Chunk> {
+        chunker::chunk(text, self.chunk_tokens, &*self.counter)
     }
 
     /// Ingests documents; returns once they are durable and searchable.
@@ -353,19 +352,11 @@ struct Worker {
     pending: BTreeSet<String>,
 }
 
-fn slot<'a>(slots: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
-    slots.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-}
-
 fn refs(value: Option<&Value>) -> Vec<Oid> {
     match value {
         Some(Value::Array(items)) => items.iter().filter_map(as_ref).collect(),
         _ => Vec::new(),
     }
-}
-
-fn ref_array(oids: &[Oid]) -> Value {
-    Value::Array(oids.iter().map(|o| make_ref(*o)).collect())
 }
 
 fn shard_of(source: &str) -> usize {
@@ -387,16 +378,10 @@ impl Worker {
         index: Arc<MemoryIndex>,
         metrics: CatalogMetrics,
     ) -> Result<Worker, ActorError> {
-        let root = |name| {
-            space
-                .roots()
-                .oid(name)
-                .ok_or_else(|| ActorError::internal(format!("the image has no {name}")))
-        };
         let mut worker = Worker {
-            catalog: root(roots::KNOWLEDGE_CATALOG)?,
-            genesis: root(roots::GENESIS)?,
-            traits: root(roots::TRAITS)?,
+            catalog: space.root(roots::KNOWLEDGE_CATALOG)?,
+            genesis: space.root(roots::GENESIS)?,
+            traits: space.root(roots::TRAITS)?,
             space,
             config,
             counter,

@@ -6,12 +6,10 @@
 use crate::changes::Changes;
 use crate::error::ActorError;
 use crate::inference::{Cognition, Inference};
-use crate::memory::{
-    chunker, tokens::ApproxCounter, Catalog, Document, EntryKind, Hit, SearchQuery,
-};
-use crate::value::{make_ref, Oid, Value};
+use crate::memory::{Catalog, Document, EntryKind, Hit, SearchQuery};
+use crate::value::{find_slot as slot, make_ref, Oid, Value};
 
-use super::{slot, ui_code};
+use super::ui_code;
 
 /// Cycle slots the steps write (shown by `get_cycle`).
 pub(super) const RESULT_SLOTS: [&str; 4] = [
@@ -31,24 +29,22 @@ pub(super) struct StateSpec {
 }
 
 /// The default queries REASONING asks memory, one per part of the UI.
-pub(super) fn default_queries() -> Value {
-    Value::Map(
-        [
-            ("about", "persistent prototype objects actors image kernel"),
-            (
-                "memory_search",
-                "search_memory query ranked snippets source",
-            ),
-            (
-                "object_browser",
-                "get_full_state slots parents methods versions",
-            ),
-            ("events", "events PUB uvm_state_update cycle_update"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (Value::from(k), Value::from(v)))
-        .collect(),
-    )
+pub(super) fn default_queries() -> Vec<(Value, Value)> {
+    [
+        ("about", "persistent prototype objects actors image kernel"),
+        (
+            "memory_search",
+            "search_memory query ranked snippets source",
+        ),
+        (
+            "object_browser",
+            "get_full_state slots parents methods versions",
+        ),
+        ("events", "events PUB uvm_state_update cycle_update"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (Value::from(k), Value::from(v)))
+    .collect()
 }
 
 /// The states, in order (each one's `next_state` is the one after it).
@@ -86,7 +82,7 @@ pub(super) fn states() -> Vec<StateSpec> {
             "Create MemoryChunk objects, index them and summarize them.",
         ),
         StateSpec {
-            settings: vec![("queries".to_string(), default_queries())],
+            settings: vec![("queries".to_string(), Value::Map(default_queries()))],
             ..spec(
                 "REASONING",
                 "BRICK",
@@ -145,22 +141,27 @@ pub(super) async fn run_step(
             Ok(format!("{} documents", cx.documents.len()))
         }
         "chunk_documents" => {
-            let budget = 256;
-            let counts: Vec<Value> = cx
-                .documents
-                .iter()
-                .map(|d| {
-                    let chunks = chunker::chunk(&d.text, budget, &ApproxCounter);
-                    Value::Map(vec![
-                        ("source".into(), Value::from(d.source.as_str())),
-                        ("chunks".into(), Value::from(chunks.len() as u64)),
-                        (
-                            "tokens".into(),
-                            Value::from(chunks.iter().map(|c| c.tokens as u64).sum::<u64>()),
-                        ),
-                    ])
-                })
-                .collect();
+            // The catalog's own chunker: the budget and tokenizer ingest uses.
+            let catalog = cx.catalog.clone();
+            let documents = cx.documents.to_vec();
+            let counts: Vec<Value> = tokio::task::spawn_blocking(move || {
+                documents
+                    .iter()
+                    .map(|d| {
+                        let chunks = catalog.chunk(&d.text);
+                        Value::Map(vec![
+                            ("source".into(), Value::from(d.source.as_str())),
+                            ("chunks".into(), Value::from(chunks.len() as u64)),
+                            (
+                                "tokens".into(),
+                                Value::from(chunks.iter().map(|c| c.tokens as u64).sum::<u64>()),
+                            ),
+                        ])
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(ActorError::internal)?;
             let total = counts.len();
             changes.set(cx.cycle, "generated_chunks", Value::Array(counts));
             Ok(format!("{total} documents chunked"))
@@ -177,10 +178,7 @@ pub(super) async fn run_step(
         "reason" => {
             let queries = match slot(cx.state, "queries") {
                 Some(Value::Map(pairs)) => pairs.clone(),
-                _ => match super::display_yourself::default_queries() {
-                    Value::Map(p) => p,
-                    _ => Vec::new(),
-                },
+                _ => default_queries(),
             };
             let mut evidence = Vec::new();
             let mut prompt = String::from(

@@ -16,16 +16,17 @@ mod display_yourself;
 pub mod ui_code;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::changes::Changes;
+use crate::clock::unix_ms;
 use crate::committer::{CycleEvent, EventSink};
 use crate::error::ActorError;
 use crate::inference::Cognition;
 use crate::memory::{Catalog, Document};
 use crate::roots;
 use crate::space::ObjectSpace;
-use crate::value::{as_ref, make_ref, Oid, Value, PARENT_SLOT};
+use crate::value::{as_ref, find_slot as slot, make_ref, ref_array, Oid, Value, PARENT_SLOT};
 
 /// The one cycle kind so far.
 pub const DISPLAY_YOURSELF: &str = "display_yourself";
@@ -76,17 +77,6 @@ pub struct CycleView {
     pub results: Vec<(String, Value)>,
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn slot<'a>(slots: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
-    slots.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-}
-
 fn str_slot(slots: &[(String, Value)], name: &str) -> String {
     slot(slots, name)
         .and_then(Value::as_str)
@@ -105,17 +95,11 @@ impl Orchestrator {
         documents: Vec<Document>,
         config: OrchestratorConfig,
     ) -> Result<Orchestrator, ActorError> {
-        let root = |name| {
-            space
-                .roots()
-                .oid(name)
-                .ok_or_else(|| ActorError::internal(format!("the image has no {name}")))
-        };
         Ok(Orchestrator {
             inner: Arc::new(Inner {
-                orchestrator: root(roots::ORCHESTRATOR)?,
-                genesis: root(roots::GENESIS)?,
-                traits: root(roots::TRAITS)?,
+                orchestrator: space.root(roots::ORCHESTRATOR)?,
+                genesis: space.root(roots::GENESIS)?,
+                traits: space.root(roots::TRAITS)?,
                 space,
                 catalog,
                 model,
@@ -144,18 +128,14 @@ impl Orchestrator {
         changes.create(
             cycle,
             vec![
-                (PARENT_SLOT.to_string(), Value::Array(vec![make_ref(first)])),
+                (PARENT_SLOT.to_string(), ref_array(&[first])),
                 ("kind".to_string(), Value::from(kind)),
                 ("status".to_string(), Value::from("running")),
                 ("history".to_string(), Value::Array(Vec::new())),
-                ("started_ms".to_string(), Value::from(now_ms())),
+                ("started_ms".to_string(), Value::from(unix_ms())),
             ],
         );
-        let orch = inner
-            .space
-            .read_committed(inner.orchestrator)
-            .await?
-            .unwrap_or_default();
+        let orch = self.orchestrator_slots().await?;
         let mut cycles = match slot(&orch, CYCLES_SLOT) {
             Some(Value::Array(items)) => items.clone(),
             _ => Vec::new(),
@@ -173,12 +153,7 @@ impl Orchestrator {
 
     /// Starts display_yourself once per image (the first conversation).
     pub async fn first_conversation(&self) -> Result<Option<Oid>, ActorError> {
-        let orch = self
-            .inner
-            .space
-            .read_committed(self.inner.orchestrator)
-            .await?
-            .unwrap_or_default();
+        let orch = self.orchestrator_slots().await?;
         if slot(&orch, "first_conversation").is_some() {
             return Ok(None);
         }
@@ -195,12 +170,7 @@ impl Orchestrator {
 
     /// Resumes every cycle still running in the image (after a restart).
     pub async fn resume(&self) -> Result<usize, ActorError> {
-        let orch = self
-            .inner
-            .space
-            .read_committed(self.inner.orchestrator)
-            .await?
-            .unwrap_or_default();
+        let orch = self.orchestrator_slots().await?;
         let cycles: Vec<Oid> = match slot(&orch, CYCLES_SLOT) {
             Some(Value::Array(items)) => items.iter().filter_map(as_ref).collect(),
             _ => Vec::new(),
@@ -261,15 +231,21 @@ impl Orchestrator {
         })
     }
 
+    /// `orchestrator_obj`'s data slots as committed.
+    async fn orchestrator_slots(&self) -> Result<Vec<(String, Value)>, ActorError> {
+        let inner = &self.inner;
+        Ok(inner
+            .space
+            .read_committed(inner.orchestrator)
+            .await?
+            .unwrap_or_default())
+    }
+
     /// The state prototypes of `kind`, in order, created on first use.
     async fn states(&self, kind: &str) -> Result<Vec<(String, Oid)>, ActorError> {
         let inner = &self.inner;
         let slot_name = format!("{kind}_states");
-        let orch = inner
-            .space
-            .read_committed(inner.orchestrator)
-            .await?
-            .unwrap_or_default();
+        let orch = self.orchestrator_slots().await?;
         if let Some(Value::Array(items)) = slot(&orch, &slot_name) {
             let oids: Vec<Oid> = items.iter().filter_map(as_ref).collect();
             let mut out = Vec::with_capacity(oids.len());
@@ -286,10 +262,7 @@ impl Orchestrator {
         let mut changes = Changes::new();
         for (i, spec) in specs.iter().enumerate() {
             let mut slots = vec![
-                (
-                    PARENT_SLOT.to_string(),
-                    Value::Array(vec![make_ref(inner.traits)]),
-                ),
+                (PARENT_SLOT.to_string(), ref_array(&[inner.traits])),
                 ("state_name".to_string(), Value::from(spec.name)),
                 ("expert".to_string(), Value::from(spec.expert)),
                 ("step".to_string(), Value::from(spec.step)),
@@ -302,11 +275,7 @@ impl Orchestrator {
             slots.extend(spec.settings.iter().cloned());
             changes.create(oids[i], slots);
         }
-        changes.set(
-            inner.orchestrator,
-            slot_name,
-            Value::Array(oids.iter().map(|o| make_ref(*o)).collect()),
-        );
+        changes.set(inner.orchestrator, slot_name, ref_array(&oids));
         inner.space.apply(changes).await?;
         Ok(specs.iter().map(|s| s.name.to_string()).zip(oids).collect())
     }
@@ -350,7 +319,7 @@ impl Orchestrator {
             let name = str_slot(&state, "state_name");
             let expert = str_slot(&state, "expert");
             let step = str_slot(&state, "step");
-            let started = now_ms();
+            let started = unix_ms();
             let mut changes = Changes::new();
             let note = display_yourself::run_step(
                 &step,
@@ -376,7 +345,7 @@ impl Orchestrator {
                 ("expert".into(), Value::from(expert.as_str())),
                 ("step".into(), Value::from(step.as_str())),
                 ("started_ms".into(), Value::from(started)),
-                ("finished_ms".into(), Value::from(now_ms())),
+                ("finished_ms".into(), Value::from(unix_ms())),
                 ("note".into(), Value::from(note)),
             ]));
             changes.set(cycle, "history", Value::Array(history));
@@ -386,7 +355,7 @@ impl Orchestrator {
             // complete, so a client that sees it can read the results.
             let announce = match next {
                 Some(next) => {
-                    changes.set(cycle, PARENT_SLOT, Value::Array(vec![make_ref(next)]));
+                    changes.set(cycle, PARENT_SLOT, ref_array(&[next]));
                     let next_state = inner.space.read_committed(next).await?.unwrap_or_default();
                     slot(&next_state, "next_state")
                         .is_some()
@@ -394,7 +363,7 @@ impl Orchestrator {
                 }
                 None => {
                     changes.set(cycle, "status", Value::from("complete"));
-                    changes.set(cycle, "finished_ms", Value::from(now_ms()));
+                    changes.set(cycle, "finished_ms", Value::from(unix_ms()));
                     Some(name.clone())
                 }
             };

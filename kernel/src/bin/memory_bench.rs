@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _, Result};
 use batos_kernel::client::Client;
 use clap::Parser;
 use rmpv::Value;
-use support::Kernel;
+use support::{field, Kernel};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -152,27 +152,13 @@ fn main() -> Result<()> {
         }
         let reply = sock.recv_bytes(0).context("ingest reply")?;
         let reply = rmpv::decode::read_value(&mut &reply[..])?;
-        let get = |k: &str| match &reply {
-            Value::Map(p) => p
-                .iter()
-                .find(|(x, _)| x.as_str() == Some(k))
-                .map(|(_, v)| v.clone()),
-            _ => None,
-        };
-        if get("status")
-            .and_then(|s| s.as_str().map(str::to_string))
-            .as_deref()
-            != Some("ok")
-        {
+        if field(&reply, "status").and_then(Value::as_str) != Some("ok") {
             bail!("ingest failed: {reply}");
         }
-        if let Some(Value::Map(r)) = get("result") {
-            chunks += r
-                .iter()
-                .find(|(k, _)| k.as_str() == Some("chunks"))
-                .and_then(|(_, v)| v.as_u64())
-                .unwrap_or(0);
-        }
+        chunks += field(&reply, "result")
+            .and_then(|r| field(r, "chunks"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         done += 1;
     }
     let ingest = started.elapsed();
@@ -208,23 +194,15 @@ fn main() -> Result<()> {
         vec![("kind", Value::from("display_yourself"))],
     )?;
     let cycle = match r {
-        Ok(Value::Map(p)) => p
-            .iter()
-            .find(|(k, _)| k.as_str() == Some("cycle"))
-            .and_then(|(_, v)| v.as_u64())
+        Ok(v) => field(&v, "cycle")
+            .and_then(Value::as_u64)
             .context("cycle oid")?,
-        other => bail!("start_cycle: {other:?}"),
+        Err(e) => bail!("start_cycle: {}", e.message),
     };
     let cycle_time = loop {
         let r = client.call("get_cycle", vec![("cycle", Value::from(cycle))])?;
-        let status = match &r {
-            Ok(Value::Map(p)) => p
-                .iter()
-                .find(|(k, _)| k.as_str() == Some("status"))
-                .and_then(|(_, v)| v.as_str().map(str::to_string)),
-            _ => None,
-        };
-        match status.as_deref() {
+        let status = r.as_ref().ok().and_then(|v| field(v, "status"));
+        match status.and_then(Value::as_str) {
             Some("complete") => break t.elapsed(),
             Some("running") => std::thread::sleep(Duration::from_millis(5)),
             _ => bail!("cycle failed: {r:?}"),

@@ -41,7 +41,7 @@ mod bench {
     use clap::Parser;
     use rmpv::Value;
 
-    use crate::support::Kernel;
+    use crate::support::{field, Kernel};
 
     #[derive(Parser, Debug)]
     #[command(name = "batos-model-bench", about = "Benchmark the cognitive core")]
@@ -61,16 +61,6 @@ mod bench {
     }
 
     const PROMPT: &str = "Write a short story about a robot who learns to paint.";
-
-    fn field<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
-        match v {
-            Value::Map(p) => p
-                .iter()
-                .find(|(x, _)| x.as_str() == Some(k))
-                .map(|(_, v)| v),
-            _ => None,
-        }
-    }
 
     /// Median of the samples.
     fn median(mut xs: Vec<f64>) -> f64 {

@@ -1,12 +1,24 @@
-//! A `batos run` child for the benchmarks: a fresh temporary data
+//! What the benchmarks share: a `batos run` child (a fresh temporary data
 //! directory, ephemeral loopback ports, no metrics, no heartbeat; killed on
-//! drop.
+//! drop) and reading fields of the kernel's replies.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, Result};
+use rmpv::Value;
+
+/// The value under `key` in a string-keyed map.
+pub fn field<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    match value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
 
 /// A running kernel.
 pub struct Kernel {
