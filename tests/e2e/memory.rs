@@ -358,3 +358,16 @@ fn summaries_form_a_tree_whose_leaves_are_all_the_chunks() {
         "bad_request",
     );
 }
+
+#[test]
+fn the_heartbeat_summarizes_when_the_worker_does_not() {
+    let k = Kernel::start_with(Options::config(
+        "[memory]\nbackground_summaries = false\n[heartbeat]\ninterval_ms = 100\ncheckpoint_every_ms = 0\n",
+    ));
+    let c = k.dealer();
+    ingest(&c, vec![doc("beat", "Hearts beat. Summaries follow.")]);
+    let hit = &search(&c, &[("query", s("hearts"))])[0];
+    let source = ref_oid(&c.get(uint(must(hit, "chunk")), "source_object"));
+    let top = ref_oid(&k.wait_for_slot(&c, source, "summary"));
+    assert_eq!(c.get(top, "summarizer").as_str(), Some("extractive"));
+}
