@@ -371,3 +371,65 @@ fn the_heartbeat_summarizes_when_the_worker_does_not() {
     let top = ref_oid(&k.wait_for_slot(&c, source, "summary"));
     assert_eq!(c.get(top, "summarizer").as_str(), Some("extractive"));
 }
+
+/// The state a crash leaves between writing a summary tree and linking it:
+/// the tree and the source's `summary_pending` are durable, the source's
+/// `summary` and the chunks' `parent_summary*` are not. With the index
+/// lost too, the next start must index that tree and link it, not build
+/// a second one.
+#[test]
+fn a_summary_tree_a_crash_left_unlinked_is_indexed_and_linked_on_start() {
+    let config = "[memory]\nchunk_tokens = 12\nsummary_fanout = 3\nsummary_tokens = 30\n";
+    let k = Kernel::start_with(Options::config(config));
+    let c = k.dealer();
+    ingest(&c, vec![doc("tree", &multi_chunk_doc("tree", 7))]);
+    let hit = &search(&c, &[("query", s("tree")), ("limit", Value::from(1))])[0];
+    let source = ref_oid(&c.get(uint(must(hit, "chunk")), "source_object"));
+    let top = k.wait_for_slot(&c, source, "summary");
+    let chunks = refs(&c.get(source, "chunks"));
+    let parents: Vec<Value> = chunks
+        .iter()
+        .map(|&o| c.get(o, "parent_summary*"))
+        .collect();
+    let summaries_of = |c: &Client| -> BTreeSet<u64> {
+        search(
+            c,
+            &[
+                ("query", s("common tree")),
+                ("kind", s("summary")),
+                ("limit", Value::from(100)),
+            ],
+        )
+        .iter()
+        .map(|h| uint(must(h, "chunk")))
+        .collect()
+    };
+    let before = summaries_of(&c);
+    assert!(before.len() > 1, "a tree of several summaries: {before:?}");
+
+    c.set(source, "summary_pending", top.clone());
+    c.remove(source, "summary");
+    for &chunk in &chunks {
+        c.remove(chunk, "parent_summary*");
+    }
+    let root = k.stop();
+    std::fs::remove_dir_all(root.path().join("data/memory-index")).expect("remove the index");
+
+    let k = Kernel::start_on(root, Options::config(config));
+    let c = k.dealer();
+    assert_same(
+        &c.get(source, "summary"),
+        &top,
+        "the pending tree is linked",
+    );
+    assert!(field(&c.slots(source), "summary_pending").is_none());
+    for (&chunk, parent) in chunks.iter().zip(&parents) {
+        assert_same(&c.get(chunk, "parent_summary*"), parent, "chunk relinked");
+    }
+    assert_eq!(summaries_of(&c), before, "the same tree, searchable again");
+    assert_eq!(
+        k.scrape().sum("batos_memory_summaries_total", &[]),
+        Some(0.0),
+        "nothing was summarized again"
+    );
+}

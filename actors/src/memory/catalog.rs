@@ -14,6 +14,13 @@
 //! reflects. On start, an index whose recorded `memory_seq` differs from
 //! the image's is rebuilt from the image, so it never shows a half source.
 //!
+//! A summary tree is published in two steps so that a source's `summary`
+//! slot means its tree is searchable, and every search hit names an object
+//! that exists: one transaction writes the tree with the source's
+//! `summary_pending` pointing at its top, the index commits it, and a second
+//! transaction links it (`summary`, and the chunks' `parent_summary*`). A
+//! tree left pending by a crash is indexed and linked on the next start.
+//!
 //! Objects (slot names per the seed's Table 3):
 //! - `MemoryChunk`: `source_text`, `token_count`, `metadata` (`source`,
 //!   `index`, `offset`, `tokenizer`), `source_object`, `parent_summary*`.
@@ -350,6 +357,8 @@ struct Worker {
     sources: HashMap<String, SourceInfo>,
     /// Sources with chunks but no summary yet, in name order.
     pending: BTreeSet<String>,
+    /// Summary trees found written but not linked at start.
+    unlinked: Vec<(String, Oid)>,
 }
 
 fn refs(value: Option<&Value>) -> Vec<Oid> {
@@ -394,10 +403,19 @@ impl Worker {
             shard_maps: HashMap::new(),
             sources: HashMap::new(),
             pending: BTreeSet::new(),
+            unlinked: Vec::new(),
         };
         worker.load_directory()?;
         if worker.index.committed_seq() != worker.seq {
             worker.rebuild_index()?;
+        }
+        let unlinked = std::mem::take(&mut worker.unlinked);
+        if !unlinked.is_empty() {
+            tracing::info!(
+                sources = unlinked.len(),
+                "linking summary trees a crash left unlinked"
+            );
+            worker.link_trees(&unlinked)?;
         }
         worker
             .metrics
@@ -441,12 +459,19 @@ impl Worker {
             }
             for (name, oid) in &entries {
                 let s = self.read(*oid)?;
-                let info = SourceInfo {
+                let mut info = SourceInfo {
                     oid: *oid,
                     generation: slot(&s, "generation").and_then(Value::as_u64).unwrap_or(0),
                     chunks: refs(slot(&s, "chunks")),
                     summary: slot(&s, "summary").and_then(as_ref),
                 };
+                if info.summary.is_none() {
+                    if let Some(top) = slot(&s, "summary_pending").and_then(as_ref) {
+                        // Written, perhaps indexed, not linked: finish it.
+                        info.summary = Some(top);
+                        self.unlinked.push((name.clone(), top));
+                    }
+                }
                 if info.summary.is_none() && !info.chunks.is_empty() {
                     self.pending.insert(name.clone());
                 }
@@ -750,6 +775,7 @@ impl Worker {
                 changes.set(source_oid, "tokens", Value::from(total_tokens));
                 changes.set(source_oid, "memory_seq", Value::from(seq));
                 changes.remove(source_oid, "summary");
+                changes.remove(source_oid, "summary_pending");
                 bytes += doc.text.len() as u64;
                 report.documents += 1;
                 report.chunks += chunks.len();
@@ -794,12 +820,11 @@ impl Worker {
         }
         self.shard_maps.extend(shard_maps);
         let indexed = (|| -> Result<(), ActorError> {
-            for (name, (info, chunks)) in &staged {
+            for (name, (_, chunks)) in &staged {
                 self.index.delete_source(name);
                 for (oid, text) in chunks {
                     self.index_entry(*oid, name, EntryKind::Chunk, text)?;
                 }
-                let _ = info;
             }
             self.index.commit(seq).map_err(ActorError::internal)
         })();
@@ -851,7 +876,7 @@ impl Worker {
                 }
             };
             let top = self.plan_tree(name, &info, protos, &mut changes, &mut created)?;
-            changes.set(info.oid, "summary", make_ref(top));
+            changes.set(info.oid, "summary_pending", make_ref(top));
             tops.push((name.clone(), top));
         }
         if tops.is_empty() {
@@ -863,15 +888,60 @@ impl Worker {
         for (oid, source, text) in &created {
             self.index_entry(*oid, source, EntryKind::Summary, text)?;
         }
-        self.index.commit(seq).map_err(ActorError::internal)?;
-        for (name, top) in tops {
-            if let Some(entry) = self.sources.get_mut(&name) {
-                entry.summary = Some(top);
+        if let Err(err) = self.index.commit(seq) {
+            tracing::error!(error = %err, "indexing summaries failed; rebuilding the index from the image");
+            for (name, top) in &tops {
+                if let Some(entry) = self.sources.get_mut(name) {
+                    entry.summary = Some(*top);
+                }
             }
-            self.pending.remove(&name);
+            if let Err(err) = self.rebuild_index() {
+                // The trees stay pending in the image; the next start
+                // indexes and links them.
+                for (name, _) in &tops {
+                    self.pending.remove(name);
+                }
+                return Err(err);
+            }
         }
+        self.link_trees(&tops)?;
         self.metrics.summaries.inc_by(created.len() as u64);
         Ok(created.len())
+    }
+
+    /// Links searchable summary trees to their sources: the source's
+    /// `summary` (its `summary_pending` dropped) and each chunk's
+    /// `parent_summary*`, in one transaction. Reads the trees from the
+    /// image, so it serves both a fresh tree and one a crash left pending.
+    fn link_trees(&mut self, tops: &[(String, Oid)]) -> Result<(), ActorError> {
+        let mut changes = Changes::new();
+        for (name, top) in tops {
+            let Some(info) = self.sources.get(name) else {
+                continue;
+            };
+            let mut stack = vec![*top];
+            while let Some(summary) = stack.pop() {
+                let s = self.read(summary)?;
+                let children = refs(slot(&s, "child_chunks*"));
+                if slot(&s, "level").and_then(Value::as_u64).unwrap_or(1) > 1 {
+                    stack.extend(children);
+                } else {
+                    for chunk in children {
+                        changes.set(chunk, "parent_summary*", make_ref(summary));
+                    }
+                }
+            }
+            changes.set(info.oid, "summary", make_ref(*top));
+            changes.remove(info.oid, "summary_pending");
+        }
+        block_on(self.space.apply(changes))?;
+        for (name, top) in tops {
+            if let Some(entry) = self.sources.get_mut(name) {
+                entry.summary = Some(*top);
+            }
+            self.pending.remove(name);
+        }
+        Ok(())
     }
 
     /// Adds one source's summary tree to `changes`; returns its top.
@@ -919,8 +989,11 @@ impl Worker {
                         ("summarizer".to_string(), Value::from(summarizer.as_str())),
                     ],
                 );
-                for child in children {
-                    changes.set(child, "parent_summary*", make_ref(oid));
+                if level > 1 {
+                    // Chunks are linked once the tree is searchable.
+                    for child in children {
+                        changes.set(child, "parent_summary*", make_ref(oid));
+                    }
                 }
                 created.push((oid, name.to_string(), text.clone()));
                 next.push((oid, text));
