@@ -194,3 +194,43 @@ fn with_a_model_memory_counts_tokens_with_its_tokenizer() {
         "one chunk under it",
     );
 }
+
+/// mistral.rs's real generation loop honours the deadline: the stream is
+/// dropped mid-generation, the caller gets `unavailable`, and the model
+/// then answers exactly as before.
+#[test]
+fn a_generation_past_its_deadline_stops_and_the_model_answers_as_before() {
+    let k = tiny_kernel("timeout_ms = 500");
+    let c = k.dealer();
+    let before = infer(&c, None);
+    // The tiny model never ends early, so this runs all 4000 tokens
+    // unless stopped: seconds on a CPU, against a 500 ms deadline.
+    let message = c.expect_err(
+        "infer",
+        &[
+            ("prompt", s("Tell me about the image.")),
+            ("max_tokens", Value::from(4000)),
+        ],
+        "unavailable",
+    );
+    assert!(message.contains("deadline"), "{message}");
+    assert_eq!(
+        infer(&c, None),
+        before,
+        "nothing left over from the stopped one"
+    );
+}
+
+/// In-situ quantization of the safetensors model at load.
+#[test]
+fn in_situ_quantization_loads_the_model_and_it_answers_deterministically() {
+    let k = tiny_kernel("isq = \"Q8_0\"");
+    let c = k.dealer();
+    let first = infer(&c, None);
+    assert_eq!(infer(&c, None), first, "greedy decoding is deterministic");
+    let log = k.log_tail();
+    assert!(
+        log.contains("Applying ISQ to Some(Q8_0)"),
+        "mistral.rs (pinned 0.8.1) reports the quantization: {log}"
+    );
+}

@@ -289,9 +289,12 @@ mod tests {
     use super::super::engine::EngineOutput;
     use super::*;
 
-    /// Blocks each generation until the test lets it go.
+    /// Blocks each generation until the test lets it go; reports each
+    /// generation it stopped early, with the reason.
     struct Gate {
         release: parking_lot::Mutex<mpsc::Receiver<()>>,
+        started: parking_lot::Mutex<mpsc::Sender<()>>,
+        stopped: parking_lot::Mutex<mpsc::Sender<&'static str>>,
     }
 
     impl Engine for Gate {
@@ -303,8 +306,10 @@ mod tests {
             request: &EngineRequest,
             control: &CallControl,
         ) -> Result<EngineOutput, EngineError> {
+            let _ = self.started.lock().send(());
             loop {
                 if let Some(reason) = control.stop_reason() {
+                    let _ = self.stopped.lock().send(reason);
                     return Err(EngineError::Cancelled(reason.into()));
                 }
                 if self
@@ -332,20 +337,34 @@ mod tests {
         }
     }
 
-    fn service(max_queue: usize, timeout: Duration) -> (InferenceService, mpsc::Sender<()>) {
-        let (tx, rx) = mpsc::channel();
+    /// The service, the gate's release, and its start and stop reports.
+    struct Harness {
+        service: InferenceService,
+        release: mpsc::Sender<()>,
+        started: mpsc::Receiver<()>,
+        stopped: mpsc::Receiver<&'static str>,
+    }
+
+    fn service(max_queue: usize, timeout: Duration) -> Harness {
+        let (release, release_rx) = mpsc::channel();
+        let (started_tx, started) = mpsc::channel();
+        let (stopped_tx, stopped) = mpsc::channel();
         let engine = Arc::new(Gate {
-            release: parking_lot::Mutex::new(rx),
+            release: parking_lot::Mutex::new(release_rx),
+            started: parking_lot::Mutex::new(started_tx),
+            stopped: parking_lot::Mutex::new(stopped_tx),
         });
         let config = ServiceConfig {
             max_queue,
             timeout,
             ..ServiceConfig::default()
         };
-        (
-            InferenceService::start(engine, config, &Registry::new()).unwrap(),
-            tx,
-        )
+        Harness {
+            service: InferenceService::start(engine, config, &Registry::new()).unwrap(),
+            release,
+            started,
+            stopped,
+        }
     }
 
     fn request(prompt: &str) -> Inference {
@@ -357,7 +376,9 @@ mod tests {
 
     #[test]
     fn past_the_queue_bound_requests_are_overloaded() {
-        let (service, release) = service(2, Duration::from_secs(30));
+        let Harness {
+            service, release, ..
+        } = service(2, Duration::from_secs(30));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -385,17 +406,51 @@ mod tests {
 
     #[test]
     fn a_generation_past_its_deadline_is_unavailable() {
-        let (service, _release) = service(4, Duration::from_millis(30));
+        let Harness {
+            service, stopped, ..
+        } = service(4, Duration::from_millis(30));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let out = rt.block_on(service.infer(request("slow")));
         assert!(matches!(out, Err(ActorError::Unavailable(_))), "{out:?}");
+        assert_eq!(stopped.recv().unwrap(), "deadline passed");
         let bad = rt.block_on(service.infer(Inference {
             max_tokens: Some(0),
             ..request("x")
         }));
         assert!(matches!(bad, Err(ActorError::BadRequest(_))), "{bad:?}");
+    }
+
+    #[test]
+    fn a_caller_that_stops_waiting_cancels_its_generation() {
+        let h = service(4, Duration::from_secs(60));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let call = tokio::spawn({
+                let s = h.service.clone();
+                async move { s.infer(request("abandoned")).await }
+            });
+            // Wait (without blocking the runtime) until generation runs.
+            while h.started.try_recv().is_err() {
+                tokio::task::yield_now().await;
+            }
+            call.abort();
+            assert!(call.await.unwrap_err().is_cancelled());
+        });
+        let reason = h
+            .stopped
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the engine saw the cancellation long before its deadline");
+        assert_eq!(reason, "cancelled");
+        // The slot it held is free again: the next call runs and answers.
+        h.release.send(()).unwrap();
+        let next = rt.block_on(h.service.infer(request("next"))).unwrap();
+        assert_eq!(next.text, "next");
+        assert_eq!(h.service.waiting.load(Ordering::Acquire), 0);
     }
 }
