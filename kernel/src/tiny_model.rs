@@ -49,6 +49,25 @@ fn token_bytes() -> Vec<u8> {
     bytes
 }
 
+/// The token ids of `text`'s bytes (one each; bytes outside the vocabulary
+/// are dropped, as the tokenizer drops them). Specials are not recognized.
+pub fn encode(text: &str) -> Vec<u32> {
+    let bytes = token_bytes();
+    text.bytes()
+        .filter_map(|b| bytes.iter().position(|&t| t == b))
+        .map(|i| (SPECIALS.len() + i) as u32)
+        .collect()
+}
+
+/// The text of ordinary token ids (specials and unknown ids are skipped).
+pub fn decode(ids: &[u32]) -> String {
+    let bytes = token_bytes();
+    ids.iter()
+        .filter_map(|&id| (id as usize).checked_sub(SPECIALS.len()))
+        .filter_map(|i| bytes.get(i).map(|&b| char::from(b)))
+        .collect()
+}
+
 /// Vocabulary size: the specials plus one token per byte of [`token_bytes`].
 pub fn vocab_size() -> usize {
     SPECIALS.len() + token_bytes().len()
@@ -402,6 +421,9 @@ mod tests {
         assert_eq!(byte_char(b'\n'), '\u{10A}'); // 'Ċ'
         assert_eq!(byte_char(b'\t'), '\u{109}');
         assert_eq!(vocab_size(), 100);
+        let text = "Hi there!\n\tok~";
+        assert_eq!(decode(&encode(text)), text);
+        assert_eq!(encode("é"), Vec::<u32>::new(), "outside the vocabulary");
     }
 
     #[test]

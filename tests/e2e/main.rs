@@ -25,6 +25,7 @@ mod methods;
 mod metrics;
 mod model;
 mod persistence;
+mod reference;
 mod self_upgrade;
 mod smollm2;
 mod steward;

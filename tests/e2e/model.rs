@@ -6,7 +6,8 @@
 //! beside them.
 
 use crate::harness::*;
-use batos_kernel::tiny_model::{write_lora_adapter, write_tiny_llama};
+use crate::reference::{chat_prompt, Reference};
+use batos_kernel::tiny_model::{decode, write_lora_adapter, write_tiny_llama};
 
 /// A kernel on the tiny model with experts ALFRED and BRICK; `extra` is
 /// appended to the `[inference]` section.
@@ -97,6 +98,34 @@ fn experts_switch_per_request_on_one_model_offline() {
         };
         assert_eq!(text, want, "each request ran with exactly its own expert");
     }
+}
+
+/// mistral.rs's greedy tokens, with no expert and with each expert, are
+/// exactly those of an independent f64 forward pass with the adapter merged
+/// as PEFT defines it: the model runs, and runs with the right adapter at
+/// the right scale, not merely with some difference.
+#[test]
+fn greedy_tokens_match_an_independent_reference_forward_pass() {
+    let k = tiny_kernel("");
+    let c = k.dealer();
+    let root = k.root();
+    let prompt = chat_prompt("Tell me about the image.");
+    for expert in [None, Some("ALFRED"), Some("BRICK")] {
+        let adapter = expert.map(|e| root.path().join("adapters").join(e));
+        let reference = Reference::load(&root.path().join("model"), adapter.as_deref());
+        let want = decode(&reference.greedy(&prompt, 12));
+        assert_eq!(want.chars().count(), 12, "twelve ordinary tokens: {want:?}");
+        assert_eq!(infer(&c, expert), want, "expert {expert:?}");
+    }
+    // Longer, through many steps of mistral.rs's KV cache.
+    let reference = Reference::load(&root.path().join("model"), None);
+    let message = "Describe every object you hold, slot by slot.";
+    let want = decode(&reference.greedy(&chat_prompt(message), 64));
+    let out = c.ok(
+        "infer",
+        &[("prompt", s(message)), ("max_tokens", Value::from(64))],
+    );
+    assert_eq!(must(&out, "text").as_str(), Some(want.as_str()), "{out}");
 }
 
 #[test]
