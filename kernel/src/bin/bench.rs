@@ -26,7 +26,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -135,6 +136,11 @@ impl Durability {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
+    /// A bare ZeroMQ ROUTER on one thread of this process answering each
+    /// request with an empty ok: the floor of any ZeroMQ server, no kernel.
+    ZmqFloor,
+    /// `ping`: the bridge alone (ZeroMQ, decode, encode), no object.
+    Ping,
     SetSlot(Durability),
     GetSlot,
     Send {
@@ -180,6 +186,22 @@ const COUNTER_WAT: &str = r#"(module
 
 fn scenarios() -> Vec<Scenario> {
     let mut out = Vec::new();
+    for k in [1, 64] {
+        out.push(Scenario {
+            name: format!("zmq_floor_{k}"),
+            group: "ping",
+            label: format!("bare ZeroMQ ROUTER (no kernel), {k} in flight"),
+            op: Op::ZmqFloor,
+            in_flight: k,
+        });
+        out.push(Scenario {
+            name: format!("ping_{k}"),
+            group: "ping",
+            label: format!("`ping` (the bridge alone), {k} in flight"),
+            op: Op::Ping,
+            in_flight: k,
+        });
+    }
     for d in [Durability::Buffered, Durability::Sync] {
         for k in [1, 64] {
             out.push(Scenario {
@@ -1107,7 +1129,54 @@ fn run_bridge_scenario(ctx: &mut Ctx, sc: &Scenario) -> Result<Measured> {
     out
 }
 
+/// Answers every request on a ROUTER socket with `{v: 1, id, status: "ok",
+/// result: {}}` until `stop`; a thread with its own ZeroMQ context (its own
+/// I/O thread), as a server process would have.
+fn zmq_floor_server(stop: Arc<AtomicBool>) -> Result<(String, thread::JoinHandle<()>)> {
+    let zctx = zmq::Context::new();
+    let sock = zctx.socket(zmq::ROUTER)?;
+    sock.set_linger(0)?;
+    sock.set_rcvtimeo(50)?;
+    sock.bind("tcp://127.0.0.1:*")?;
+    let endpoint = sock
+        .get_last_endpoint()?
+        .map_err(|_| anyhow!("the endpoint is not UTF-8"))?;
+    let handle = thread::spawn(move || {
+        let _zctx = zctx;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(mut frames) = sock.recv_multipart(0) else {
+                continue;
+            };
+            let Some(body) = frames.pop() else { continue };
+            let id = rmpv::decode::read_value(&mut body.as_slice())
+                .ok()
+                .and_then(|v| v["id"].as_u64());
+            let reply = map(vec![
+                ("v", Value::from(1)),
+                ("id", id.map_or(Value::Nil, Value::from)),
+                ("status", Value::from("ok")),
+                ("result", map(vec![])),
+            ]);
+            let mut out = Vec::with_capacity(32);
+            if rmpv::encode::write_value(&mut out, &reply).is_ok() {
+                frames.push(out);
+                let _ = sock.send_multipart(frames, 0);
+            }
+        }
+    });
+    Ok((endpoint, handle))
+}
+
 fn bridge_scenario_in(ctx: &mut Ctx, sc: &Scenario, dir: &Path) -> Result<Measured> {
+    if sc.op == Op::ZmqFloor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (endpoint, server) = zmq_floor_server(stop.clone())?;
+        let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout)?;
+        let measured = measure_op(&mut client, sc, ctx.duration);
+        stop.store(true, Ordering::Relaxed);
+        let _ = server.join();
+        return measured;
+    }
     let mut kernel = ctx.start_kernel(dir, sc.op.durability(), "tcp://127.0.0.1:*")?;
     let endpoint = kernel.wait_ready(READY_TIMEOUT)?.endpoint.clone();
     let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout)?;
@@ -1158,6 +1227,14 @@ fn measure_op(client: &mut Client, sc: &Scenario, duration: Duration) -> Result<
                 }
             }
             Ok(m)
+        }
+        Op::Ping | Op::ZmqFloor => {
+            let mut make = |_s: u64| Req::new("ping", vec![]);
+            let mut check = |_s: u64, v: Value| match v.as_map() {
+                Some(_) => Ok(()),
+                None => Err(format!("ping gave {v}, expected a map")),
+            };
+            warm_then_measure(client, k, duration, &mut make, &mut check)
         }
         Op::GetSlot => {
             let (oids, _) = create_objects(
@@ -1310,6 +1387,9 @@ struct ImageOutcome {
     touched: u64,
     touch: Option<Measured>,
     rss_touched: Option<u64>,
+    /// `rss_touched` split: anonymous memory, and file pages (the binary's code).
+    rss_touched_anon: Option<u64>,
+    rss_touched_file: Option<u64>,
     rss_peak: Option<u64>,
     errors: Vec<String>,
     notes: Vec<String>,
@@ -1483,6 +1563,8 @@ fn image_in(ctx: &mut Ctx, dir: &Path, out: &mut ImageOutcome, touch: u64) -> Re
     )?;
     out.touched = touch;
     out.rss_touched = Some(proc_status_bytes(kernel.pid(), "VmRSS:")?);
+    out.rss_touched_anon = proc_status_bytes(kernel.pid(), "RssAnon:").ok();
+    out.rss_touched_file = proc_status_bytes(kernel.pid(), "RssFile:").ok();
     out.rss_peak = proc_status_bytes(kernel.pid(), "VmHWM:").ok();
     if touched.errors > 0 {
         out.errors
@@ -2214,6 +2296,15 @@ fn render_report(
                         lines.push((label, fmt_mb(b), "≤ 100 MB".into(), judge(b <= 100_000_000)));
                     }
                 }
+                if let (Some(anon), Some(file)) = (img.rss_touched_anon, img.rss_touched_file) {
+                    lines.push((
+                        "of which anonymous (RssAnon) / file pages, mostly the binary's code (RssFile)"
+                            .into(),
+                        format!("{} / {}", fmt_mb(anon), fmt_mb(file)),
+                        "—".into(),
+                        "—".into(),
+                    ));
+                }
                 if let Some(b) = img.rss_peak {
                     lines.push((
                         "peak RSS of the reopened kernel (VmHWM)".into(),
@@ -2331,6 +2422,8 @@ fn report_json(
             "touched": img.touched,
             "touch": img.touch.as_ref().map(measured_json),
             "rss_touched_bytes": img.rss_touched,
+            "rss_touched_anon_bytes": img.rss_touched_anon,
+            "rss_touched_file_bytes": img.rss_touched_file,
             "rss_peak_bytes": img.rss_peak,
             "errors": img.errors,
             "notes": img.notes,
@@ -2369,7 +2462,7 @@ fn run(args: Args) -> Result<ExitCode> {
             "  {:<22} build an image, reopen it: time to first ping, RSS",
             "image"
         );
-        println!("groups: set_slot, get_slot, send, create_object");
+        println!("groups: ping, set_slot, get_slot, send, create_object");
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(only) = &args.only {
