@@ -113,7 +113,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             durability: Durability::Sync,
-            block_cache_bytes: 32 * 1024 * 1024,
+            block_cache_bytes: 16 * 1024 * 1024,
             max_group_commit: 512,
         }
     }
