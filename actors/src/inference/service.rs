@@ -367,6 +367,13 @@ mod tests {
         }
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     fn request(prompt: &str) -> Inference {
         Inference {
             prompt: prompt.into(),
@@ -379,10 +386,7 @@ mod tests {
         let Harness {
             service, release, ..
         } = service(2, Duration::from_secs(30));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(async {
             let first = tokio::spawn({
                 let s = service.clone();
@@ -409,10 +413,7 @@ mod tests {
         let Harness {
             service, stopped, ..
         } = service(4, Duration::from_millis(30));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let out = rt.block_on(service.infer(request("slow")));
         assert!(matches!(out, Err(ActorError::Unavailable(_))), "{out:?}");
         assert_eq!(stopped.recv().unwrap(), "deadline passed");
@@ -426,10 +427,7 @@ mod tests {
     #[test]
     fn a_caller_that_stops_waiting_cancels_its_generation() {
         let h = service(4, Duration::from_secs(60));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(async {
             let call = tokio::spawn({
                 let s = h.service.clone();
