@@ -27,7 +27,8 @@
 //! - `ContextualSummary`: `summary_text`, `child_chunks*`, `level`,
 //!   `source`, `token_count`, `summarizer`, `parent_summary*` (not at the top).
 //! - `MemorySource`: `name`, `chunks`, `generation`, `bytes`, `tokens`,
-//!   `summary` (the top summary, once summarized).
+//!   `summary` (the top summary, once summarized and searchable),
+//!   `summary_pending` (between writing a tree and linking it).
 //! - Directory shards: `sources` (source name → `MemorySource`); the
 //!   catalog holds `shards`, the prototypes and `memory_seq`.
 
