@@ -43,8 +43,7 @@ impl Changes {
     /// Stores `bytes` in the image, content-addressed; returns the key
     /// (lowercase hex SHA-256) a slot can hold to refer to them.
     pub fn store_blob(&mut self, bytes: Vec<u8>) -> String {
-        use sha2::Digest;
-        let hash = hex::encode(sha2::Sha256::digest(&bytes));
+        let hash = crate::sandbox::module_hash(&bytes);
         self.tx.store_blob(hash.clone(), bytes);
         hash
     }

@@ -31,6 +31,15 @@ pub fn find_slot<'a>(slots: &'a [(String, Value)], name: &str) -> Option<&'a Val
     slots.iter().find(|(n, _)| n == name).map(|(_, v)| v)
 }
 
+/// The oids an array of `{"$ref": oid}` values names (others skipped);
+/// empty when `value` is absent or not an array.
+pub fn ref_oids(value: Option<&Value>) -> Vec<Oid> {
+    match value {
+        Some(Value::Array(items)) => items.iter().filter_map(as_ref).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// An array of `{"$ref": oid}` values.
 pub fn ref_array(oids: &[Oid]) -> Value {
     Value::Array(oids.iter().map(|o| make_ref(*o)).collect())

@@ -51,7 +51,7 @@ use crate::error::ActorError;
 use crate::roots;
 use crate::space::ObjectSpace;
 use crate::value::{
-    as_ref, find_slot as slot, make_ref, ref_array, string_map, Oid, Value, PARENT_SLOT,
+    as_ref, find_slot as slot, make_ref, ref_array, ref_oids, string_map, Oid, Value, PARENT_SLOT,
 };
 
 /// Directory shards: a source's entry lives in shard `hash(source) % SHARDS`,
@@ -332,11 +332,6 @@ impl Catalog {
         hits.truncate(limit);
         Ok(hits)
     }
-
-    /// Entries (chunks and summaries) in the searchable index.
-    pub fn indexed(&self) -> u64 {
-        self.index.len()
-    }
 }
 
 /// The single writer.
@@ -358,15 +353,14 @@ struct Worker {
     sources: HashMap<String, SourceInfo>,
     /// Sources with chunks but no summary yet, in name order.
     pending: BTreeSet<String>,
-    /// Summary trees found written but not linked at start.
-    unlinked: Vec<(String, Oid)>,
 }
 
-fn refs(value: Option<&Value>) -> Vec<Oid> {
-    match value {
-        Some(Value::Array(items)) => items.iter().filter_map(as_ref).collect(),
-        _ => Vec::new(),
-    }
+/// A written summary tree: its source, its top, and each chunk with the
+/// level-1 summary above it (the links made once the tree is searchable).
+struct Tree {
+    source: String,
+    top: Oid,
+    leaves: Vec<(Oid, Oid)>,
 }
 
 fn shard_of(source: &str) -> usize {
@@ -404,19 +398,21 @@ impl Worker {
             shard_maps: HashMap::new(),
             sources: HashMap::new(),
             pending: BTreeSet::new(),
-            unlinked: Vec::new(),
         };
-        worker.load_directory()?;
+        let unlinked = worker.load_directory()?;
         if worker.index.committed_seq() != worker.seq {
             worker.rebuild_index()?;
         }
-        let unlinked = std::mem::take(&mut worker.unlinked);
         if !unlinked.is_empty() {
             tracing::info!(
                 sources = unlinked.len(),
                 "linking summary trees a crash left unlinked"
             );
-            worker.link_trees(&unlinked)?;
+            let trees = unlinked
+                .into_iter()
+                .map(|(source, top)| worker.stored_tree(source, top))
+                .collect::<Result<Vec<_>, _>>()?;
+            worker.link_trees(&trees)?;
         }
         worker
             .metrics
@@ -430,12 +426,15 @@ impl Worker {
             .ok_or_else(|| ActorError::internal(format!("memory object {oid} is missing")))
     }
 
-    fn load_directory(&mut self) -> Result<(), ActorError> {
+    /// Loads the directory; returns the summary trees written but not yet
+    /// linked (a crash between the two steps), as (source, top).
+    fn load_directory(&mut self) -> Result<Vec<(String, Oid)>, ActorError> {
+        let mut unlinked = Vec::new();
         let catalog = self.read(self.catalog)?;
         self.seq = slot(&catalog, "memory_seq")
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        self.shards = refs(slot(&catalog, "shards"));
+        self.shards = ref_oids(slot(&catalog, "shards"));
         let proto = |name| slot(&catalog, name).and_then(as_ref);
         if let (Some(chunk), Some(summary), Some(source)) = (
             proto("chunk_prototype"),
@@ -463,14 +462,14 @@ impl Worker {
                 let mut info = SourceInfo {
                     oid: *oid,
                     generation: slot(&s, "generation").and_then(Value::as_u64).unwrap_or(0),
-                    chunks: refs(slot(&s, "chunks")),
+                    chunks: ref_oids(slot(&s, "chunks")),
                     summary: slot(&s, "summary").and_then(as_ref),
                 };
                 if info.summary.is_none() {
                     if let Some(top) = slot(&s, "summary_pending").and_then(as_ref) {
                         // Written, perhaps indexed, not linked: finish it.
                         info.summary = Some(top);
-                        self.unlinked.push((name.clone(), top));
+                        unlinked.push((name.clone(), top));
                     }
                 }
                 if info.summary.is_none() && !info.chunks.is_empty() {
@@ -480,11 +479,11 @@ impl Worker {
             }
             self.shard_maps.insert(shard, entries);
         }
-        Ok(())
+        Ok(unlinked)
     }
 
     /// Rebuilds the index from the image: every chunk and summary of every source.
-    fn rebuild_index(&mut self) -> Result<(), ActorError> {
+    fn rebuild_index(&self) -> Result<(), ActorError> {
         let started = Instant::now();
         tracing::info!(
             index_seq = self.index.committed_seq(),
@@ -494,31 +493,20 @@ impl Worker {
         );
         self.index.clear().map_err(ActorError::internal)?;
         let mut entries = 0usize;
-        let sources: Vec<(String, SourceInfo)> = self
-            .sources
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (name, info) in sources {
+        for (name, info) in &self.sources {
             for chunk in &info.chunks {
-                let s = self.read(*chunk)?;
-                let text = slot(&s, "source_text")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                self.index_entry(*chunk, &name, EntryKind::Chunk, text)?;
+                let text = self.chunk_text(*chunk)?;
+                self.index_entry(*chunk, name, EntryKind::Chunk, &text)?;
                 entries += 1;
             }
-            let mut stack: Vec<Oid> = info.summary.into_iter().collect();
-            while let Some(summary) = stack.pop() {
-                let s = self.read(summary)?;
-                let text = slot(&s, "summary_text")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                self.index_entry(summary, &name, EntryKind::Summary, text)?;
-                entries += 1;
-                if slot(&s, "level").and_then(Value::as_u64).unwrap_or(1) > 1 {
-                    stack.extend(refs(slot(&s, "child_chunks*")));
-                }
+            if let Some(top) = info.summary {
+                self.walk_tree(top, |summary, s| {
+                    let text = slot(s, "summary_text")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    entries += 1;
+                    self.index_entry(summary, name, EntryKind::Summary, text)
+                })?;
             }
         }
         self.index.commit(self.seq).map_err(ActorError::internal)?;
@@ -528,6 +516,49 @@ impl Worker {
             "memory index rebuilt"
         );
         Ok(())
+    }
+
+    /// A chunk's text.
+    fn chunk_text(&self, chunk: Oid) -> Result<String, ActorError> {
+        let s = self.read(chunk)?;
+        Ok(slot(&s, "source_text")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string())
+    }
+
+    /// Visits every summary of the tree under `top`, top-down, with its slots.
+    fn walk_tree(
+        &self,
+        top: Oid,
+        mut visit: impl FnMut(Oid, &[(String, Value)]) -> Result<(), ActorError>,
+    ) -> Result<(), ActorError> {
+        let mut stack = vec![top];
+        while let Some(summary) = stack.pop() {
+            let s = self.read(summary)?;
+            visit(summary, &s)?;
+            if slot(&s, "level").and_then(Value::as_u64).unwrap_or(1) > 1 {
+                stack.extend(ref_oids(slot(&s, "child_chunks*")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tree under `top` as the image holds it.
+    fn stored_tree(&self, source: String, top: Oid) -> Result<Tree, ActorError> {
+        let mut leaves = Vec::new();
+        self.walk_tree(top, |summary, s| {
+            if slot(s, "level").and_then(Value::as_u64).unwrap_or(1) <= 1 {
+                let chunks = ref_oids(slot(s, "child_chunks*"));
+                leaves.extend(chunks.into_iter().map(|chunk| (chunk, summary)));
+            }
+            Ok(())
+        })?;
+        Ok(Tree {
+            source,
+            top,
+            leaves,
+        })
     }
 
     fn index_entry(
@@ -580,27 +611,27 @@ impl Worker {
                 Some(Job::Ingest { documents, reply }) => {
                     let mut batch = vec![(documents, reply)];
                     let mut count: usize = batch[0].0.len();
+                    let mut deferred = None;
                     while count < self.config.max_batch_documents {
                         match jobs.try_recv() {
                             Ok(Job::Ingest { documents, reply }) => {
                                 count += documents.len();
                                 batch.push((documents, reply));
                             }
-                            Ok(other) => {
-                                self.ingest_batch(batch);
-                                batch = Vec::new();
-                                self.handle(other);
+                            Ok(Job::Summarize { sources, reply }) => {
+                                deferred = Some((sources, reply));
                                 break;
                             }
                             Err(_) => break,
                         }
                     }
-                    if !batch.is_empty() {
-                        self.ingest_batch(batch);
+                    self.ingest_batch(batch);
+                    if let Some((sources, reply)) = deferred {
+                        self.summarize_now(sources, reply);
                     }
                     self.metrics.queue.set(jobs.len() as i64);
                 }
-                Some(other) => self.handle(other),
+                Some(Job::Summarize { sources, reply }) => self.summarize_now(sources, reply),
             }
             self.metrics
                 .pending_summaries
@@ -608,33 +639,34 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, job: Job) {
-        match job {
-            Job::Ingest { documents, reply } => self.ingest_batch(vec![(documents, reply)]),
-            Job::Summarize { sources, reply } => {
-                let names: Vec<String> = if sources.is_empty() {
-                    self.pending.iter().cloned().collect()
-                } else {
-                    sources
-                };
-                let names: Vec<String> = names
-                    .into_iter()
-                    .filter(|n| self.pending.contains(n))
-                    .collect();
-                let mut made = 0;
-                let mut result = Ok(());
-                for batch in names.chunks(SUMMARY_BATCH_SOURCES) {
-                    match self.summarize_sources(batch) {
-                        Ok(n) => made += n,
-                        Err(err) => {
-                            result = Err(err);
-                            break;
-                        }
-                    }
+    /// Summarizes `sources` (every pending one when empty) and replies
+    /// with the number of summaries made.
+    fn summarize_now(
+        &mut self,
+        sources: Vec<String>,
+        reply: oneshot::Sender<Result<usize, ActorError>>,
+    ) {
+        let names: Vec<String> = if sources.is_empty() {
+            self.pending.iter().cloned().collect()
+        } else {
+            sources
+        };
+        let names: Vec<String> = names
+            .into_iter()
+            .filter(|n| self.pending.contains(n))
+            .collect();
+        let mut made = 0;
+        let mut result = Ok(());
+        for batch in names.chunks(SUMMARY_BATCH_SOURCES) {
+            match self.summarize_sources(batch) {
+                Ok(n) => made += n,
+                Err(err) => {
+                    result = Err(err);
+                    break;
                 }
-                let _ = reply.send(result.map(|()| made));
             }
         }
+        let _ = reply.send(result.map(|()| made));
     }
 
     /// Creates the prototypes and directory shards (first ingest only).
@@ -705,7 +737,7 @@ impl Worker {
         let started = Instant::now();
         let mut changes = Changes::new();
         let (protos, shards, created_structure) = self.structure(&mut changes);
-        let mut staged: BTreeMap<String, (SourceInfo, Vec<(Oid, String)>)> = BTreeMap::new();
+        let mut staged: BTreeMap<String, (SourceInfo, Vec<String>)> = BTreeMap::new();
         let mut shard_maps: HashMap<Oid, BTreeMap<String, Oid>> = HashMap::new();
         let mut reports = Vec::with_capacity(batch.len());
         let mut bytes = 0u64;
@@ -790,19 +822,14 @@ impl Worker {
                             chunks: chunk_oids.clone(),
                             summary: None,
                         },
-                        chunk_oids.into_iter().zip(texts).collect(),
+                        texts.collect(),
                     ),
                 );
             }
             reports.push(report);
         }
         for (shard, entries) in &shard_maps {
-            let value = Value::Map(
-                entries
-                    .iter()
-                    .map(|(k, v)| (Value::from(k.as_str()), make_ref(*v)))
-                    .collect(),
-            );
+            let value = string_map(entries.iter().map(|(k, v)| (k.as_str(), make_ref(*v))));
             changes.set(*shard, "sources", value);
         }
         changes.set(self.catalog, "memory_seq", Value::from(seq));
@@ -821,9 +848,9 @@ impl Worker {
         }
         self.shard_maps.extend(shard_maps);
         let indexed = (|| -> Result<(), ActorError> {
-            for (name, (_, chunks)) in &staged {
+            for (name, (info, texts)) in &staged {
                 self.index.delete_source(name);
-                for (oid, text) in chunks {
+                for (oid, text) in info.chunks.iter().zip(texts) {
                     self.index_entry(*oid, name, EntryKind::Chunk, text)?;
                 }
             }
@@ -867,7 +894,7 @@ impl Worker {
         let seq = self.seq + 1;
         let mut changes = Changes::new();
         let mut created: Vec<(Oid, String, String)> = Vec::new();
-        let mut tops: Vec<(String, Oid)> = Vec::new();
+        let mut trees: Vec<Tree> = Vec::new();
         for name in names {
             let info = match self.sources.get(name) {
                 Some(info) if !info.chunks.is_empty() => info.clone(),
@@ -876,11 +903,11 @@ impl Worker {
                     continue;
                 }
             };
-            let top = self.plan_tree(name, &info, protos, &mut changes, &mut created)?;
-            changes.set(info.oid, "summary_pending", make_ref(top));
-            tops.push((name.clone(), top));
+            let tree = self.plan_tree(name, &info, protos, &mut changes, &mut created)?;
+            changes.set(info.oid, "summary_pending", make_ref(tree.top));
+            trees.push(tree);
         }
-        if tops.is_empty() {
+        if trees.is_empty() {
             return Ok(0);
         }
         changes.set(self.catalog, "memory_seq", Value::from(seq));
@@ -891,61 +918,51 @@ impl Worker {
         }
         if let Err(err) = self.index.commit(seq) {
             tracing::error!(error = %err, "indexing summaries failed; rebuilding the index from the image");
-            for (name, top) in &tops {
-                if let Some(entry) = self.sources.get_mut(name) {
-                    entry.summary = Some(*top);
+            for tree in &trees {
+                if let Some(entry) = self.sources.get_mut(&tree.source) {
+                    entry.summary = Some(tree.top);
                 }
             }
             if let Err(err) = self.rebuild_index() {
                 // The trees stay pending in the image; the next start
                 // indexes and links them.
-                for (name, _) in &tops {
-                    self.pending.remove(name);
+                for tree in &trees {
+                    self.pending.remove(&tree.source);
                 }
                 return Err(err);
             }
         }
-        self.link_trees(&tops)?;
+        self.link_trees(&trees)?;
         self.metrics.summaries.inc_by(created.len() as u64);
         Ok(created.len())
     }
 
     /// Links searchable summary trees to their sources: the source's
     /// `summary` (its `summary_pending` dropped) and each chunk's
-    /// `parent_summary*`, in one transaction. Reads the trees from the
-    /// image, so it serves both a fresh tree and one a crash left pending.
-    fn link_trees(&mut self, tops: &[(String, Oid)]) -> Result<(), ActorError> {
+    /// `parent_summary*`, in one transaction.
+    fn link_trees(&mut self, trees: &[Tree]) -> Result<(), ActorError> {
         let mut changes = Changes::new();
-        for (name, top) in tops {
-            let Some(info) = self.sources.get(name) else {
+        for tree in trees {
+            let Some(info) = self.sources.get(&tree.source) else {
                 continue;
             };
-            let mut stack = vec![*top];
-            while let Some(summary) = stack.pop() {
-                let s = self.read(summary)?;
-                let children = refs(slot(&s, "child_chunks*"));
-                if slot(&s, "level").and_then(Value::as_u64).unwrap_or(1) > 1 {
-                    stack.extend(children);
-                } else {
-                    for chunk in children {
-                        changes.set(chunk, "parent_summary*", make_ref(summary));
-                    }
-                }
+            for (chunk, summary) in &tree.leaves {
+                changes.set(*chunk, "parent_summary*", make_ref(*summary));
             }
-            changes.set(info.oid, "summary", make_ref(*top));
+            changes.set(info.oid, "summary", make_ref(tree.top));
             changes.remove(info.oid, "summary_pending");
         }
         block_on(self.space.apply(changes))?;
-        for (name, top) in tops {
-            if let Some(entry) = self.sources.get_mut(name) {
-                entry.summary = Some(*top);
+        for tree in trees {
+            if let Some(entry) = self.sources.get_mut(&tree.source) {
+                entry.summary = Some(tree.top);
             }
-            self.pending.remove(name);
+            self.pending.remove(&tree.source);
         }
         Ok(())
     }
 
-    /// Adds one source's summary tree to `changes`; returns its top.
+    /// Adds one source's summary tree to `changes` (chunks not yet linked).
     fn plan_tree(
         &self,
         name: &str,
@@ -953,15 +970,12 @@ impl Worker {
         protos: Prototypes,
         changes: &mut Changes,
         created: &mut Vec<(Oid, String, String)>,
-    ) -> Result<Oid, ActorError> {
+    ) -> Result<Tree, ActorError> {
         let mut nodes: Vec<(Oid, String)> = Vec::with_capacity(info.chunks.len());
         for chunk in &info.chunks {
-            let s = self.read(*chunk)?;
-            let text = slot(&s, "source_text")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            nodes.push((*chunk, text.to_string()));
+            nodes.push((*chunk, self.chunk_text(*chunk)?));
         }
+        let mut leaves = Vec::with_capacity(info.chunks.len());
         let summarizer = self.summarizer.name();
         let mut level = 1u64;
         loop {
@@ -991,16 +1005,22 @@ impl Worker {
                     ],
                 );
                 if level > 1 {
-                    // Chunks are linked once the tree is searchable.
                     for child in children {
                         changes.set(child, "parent_summary*", make_ref(oid));
                     }
+                } else {
+                    // Chunks are linked once the tree is searchable.
+                    leaves.extend(children.into_iter().map(|chunk| (chunk, oid)));
                 }
                 created.push((oid, name.to_string(), text.clone()));
                 next.push((oid, text));
             }
             if next.len() == 1 {
-                return Ok(next[0].0);
+                return Ok(Tree {
+                    source: name.to_string(),
+                    top: next[0].0,
+                    leaves,
+                });
             }
             nodes = next;
             level += 1;

@@ -187,12 +187,6 @@ impl MemoryIndex {
         self.writer.lock().delete_term(term);
     }
 
-    /// Removes one object's entry.
-    pub fn delete_oid(&self, oid: Oid) {
-        let term = Term::from_field_u64(self.fields.oid, oid);
-        self.writer.lock().delete_term(term);
-    }
-
     /// Removes every entry.
     pub fn clear(&self) -> Result<(), IndexError> {
         self.writer.lock().delete_all_documents()?;
@@ -222,16 +216,6 @@ impl MemoryIndex {
         }
         self.reader.reload()?;
         Ok(())
-    }
-
-    /// Entries in the visible index.
-    pub fn len(&self) -> u64 {
-        self.reader.searcher().num_docs()
-    }
-
-    /// Whether the visible index is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Searches; best hits first.
@@ -323,7 +307,7 @@ fn render_snippet(snippet: &tantivy::snippet::Snippet) -> String {
 }
 
 /// The first `n` characters of `text`.
-pub(crate) fn prefix_chars(text: &str, n: usize) -> &str {
+fn prefix_chars(text: &str, n: usize) -> &str {
     match text.char_indices().nth(n) {
         Some((i, _)) => &text[..i],
         None => text,

@@ -99,10 +99,11 @@ impl<C: TokenCounter> Summarizer for Extractive<C> {
                 take(i, &mut chosen);
             }
         }
+        let scores: Vec<f64> = all.iter().map(|(_, _, x)| score(x)).collect();
         let mut rest: Vec<usize> = (0..all.len()).filter(|i| all[*i].1 != 0).collect();
         rest.sort_by(|a, b| {
-            score(all[*b].2)
-                .partial_cmp(&score(all[*a].2))
+            scores[*b]
+                .partial_cmp(&scores[*a])
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then(a.cmp(b))
         });

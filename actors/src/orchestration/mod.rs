@@ -26,7 +26,9 @@ use crate::inference::Cognition;
 use crate::memory::{Catalog, Document};
 use crate::roots;
 use crate::space::ObjectSpace;
-use crate::value::{as_ref, find_slot as slot, make_ref, ref_array, Oid, Value, PARENT_SLOT};
+use crate::value::{
+    as_ref, find_slot as slot, make_ref, ref_array, ref_oids, Oid, Value, PARENT_SLOT,
+};
 
 /// The one cycle kind so far.
 pub const DISPLAY_YOURSELF: &str = "display_yourself";
@@ -171,10 +173,7 @@ impl Orchestrator {
     /// Resumes every cycle still running in the image (after a restart).
     pub async fn resume(&self) -> Result<usize, ActorError> {
         let orch = self.orchestrator_slots().await?;
-        let cycles: Vec<Oid> = match slot(&orch, CYCLES_SLOT) {
-            Some(Value::Array(items)) => items.iter().filter_map(as_ref).collect(),
-            _ => Vec::new(),
-        };
+        let cycles = ref_oids(slot(&orch, CYCLES_SLOT));
         let mut resumed = 0;
         for cycle in cycles {
             let slots = self
@@ -246,16 +245,14 @@ impl Orchestrator {
         let inner = &self.inner;
         let slot_name = format!("{kind}_states");
         let orch = self.orchestrator_slots().await?;
-        if let Some(Value::Array(items)) = slot(&orch, &slot_name) {
-            let oids: Vec<Oid> = items.iter().filter_map(as_ref).collect();
-            let mut out = Vec::with_capacity(oids.len());
-            for oid in oids {
+        let existing = ref_oids(slot(&orch, &slot_name));
+        if !existing.is_empty() {
+            let mut out = Vec::with_capacity(existing.len());
+            for oid in existing {
                 let s = inner.space.read_committed(oid).await?.unwrap_or_default();
                 out.push((str_slot(&s, "state_name"), oid));
             }
-            if !out.is_empty() {
-                return Ok(out);
-            }
+            return Ok(out);
         }
         let specs = display_yourself::states();
         let oids: Vec<Oid> = specs.iter().map(|_| inner.space.allocate_oid()).collect();

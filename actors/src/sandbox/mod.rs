@@ -378,7 +378,8 @@ impl Drop for Sandbox {
     }
 }
 
-/// The SHA-256 of a module, lowercase hex (the method's `hash`).
+/// The SHA-256 of `wasm` (or any bytes), lowercase hex: a method's `hash`,
+/// and the key of a blob in the image.
 pub fn module_hash(wasm: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(wasm))

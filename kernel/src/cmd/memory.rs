@@ -1,6 +1,7 @@
 //! `ingest` and `search_memory`: the knowledge catalog.
 
-use batos_actors::memory::{Document, EntryKind, SearchQuery};
+use batos_actors::memory::{Catalog, Document, EntryKind, Hit, SearchQuery};
+use batos_actors::ActorError;
 use rmpv::Value;
 
 use super::{resolve, wire_error, Context};
@@ -47,8 +48,7 @@ pub(super) async fn search(
     source: Option<String>,
     kind: Option<String>,
 ) -> Result<Value, WireError> {
-    let catalog = ctx.catalog.clone();
-    let hits = tokio::task::spawn_blocking(move || {
+    search_blocking(ctx, move |catalog| {
         catalog.search(&SearchQuery {
             text: &query,
             limit: limit as usize,
@@ -57,9 +57,6 @@ pub(super) async fn search(
         })
     })
     .await
-    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
-    .map_err(wire_error)?;
-    Ok(hits_value(hits))
 }
 
 /// Table 3's `find_related_summaries`: the summaries whose text is most
@@ -83,17 +80,26 @@ pub(super) async fn related(ctx: &Context, oid: ObjRef, limit: u64) -> Result<Va
             )
         })?
         .to_string();
-    let catalog = ctx.catalog.clone();
-    let hits = tokio::task::spawn_blocking(move || {
+    search_blocking(ctx, move |catalog| {
         catalog.related_summaries(&text, Some(oid), limit as usize)
     })
     .await
-    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
-    .map_err(wire_error)?;
+}
+
+/// Runs a search of the catalog off the async threads; the hits as the wire has them.
+async fn search_blocking(
+    ctx: &Context,
+    search: impl FnOnce(&Catalog) -> Result<Vec<Hit>, ActorError> + Send + 'static,
+) -> Result<Value, WireError> {
+    let catalog = ctx.catalog.clone();
+    let hits = tokio::task::spawn_blocking(move || search(&catalog))
+        .await
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(wire_error)?;
     Ok(hits_value(hits))
 }
 
-fn hits_value(hits: Vec<batos_actors::memory::Hit>) -> Value {
+fn hits_value(hits: Vec<Hit>) -> Value {
     let hits = hits
         .into_iter()
         .map(|h| {
