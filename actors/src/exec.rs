@@ -59,22 +59,16 @@ pub(crate) async fn send_in_transaction(
             .await??;
         let (outcome, mut tx) = match ran {
             Some(done) => done,
-            None => match (&candidate, space.generator.get()) {
-                // Lookup and synthesis are exhausted: the model writes the
-                // method, then the message re-runs and installs it.
-                (None, Some(tier)) => {
-                    candidate = Some(tier.candidate(space, receiver, &selector, &args).await?);
-                    continue;
-                }
-                _ => {
-                    return Err(not_understood(
-                        receiver,
-                        &selector,
-                        args.len(),
-                        space.generator.get().is_some(),
-                    ))
-                }
-            },
+            // Lookup and synthesis are exhausted (no candidate was offered,
+            // or run_top would have installed it): the model writes the
+            // method, then the message re-runs and installs it.
+            None => {
+                let Some(tier) = space.generator.get() else {
+                    return Err(not_understood(receiver, &selector, args.len()));
+                };
+                candidate = Some(tier.candidate(space, receiver, &selector, &args).await?);
+                continue;
+            }
         };
         let upgrades = std::mem::take(&mut tx.upgrades);
         match space.committer.commit(tx).await {
@@ -101,15 +95,10 @@ pub(crate) async fn send_in_transaction(
     )))
 }
 
-fn not_understood(receiver: Oid, selector: &str, argc: usize, has_model: bool) -> ActorError {
-    let model = if has_model {
-        "the model's method was not usable"
-    } else {
-        "and no language model is configured"
-    };
+fn not_understood(receiver: Oid, selector: &str, argc: usize) -> ActorError {
     ActorError::DoesNotUnderstand(format!(
         "object {receiver} does not understand {selector:?} ({argc} argument(s)): no slot along parent*, \
-         no accessor pattern applies, {model}"
+         no accessor pattern applies, and no language model is configured"
     ))
 }
 

@@ -93,9 +93,10 @@ impl ModelTier {
     /// A tier generating with `service`.
     pub fn new(
         cognition: Cognition,
-        config: GenerationConfig,
+        mut config: GenerationConfig,
         registry: &Registry,
     ) -> Result<Arc<ModelTier>, ActorError> {
+        config.attempts = config.attempts.max(1);
         let outcomes = IntCounterVec::new(
             Opts::new(
                 "batos_dnu_generations_total",
@@ -165,21 +166,27 @@ impl ModelTier {
         selector: &str,
         args: &[Value],
     ) -> Result<Candidate, ActorError> {
-        let slots = {
+        // The receiver's slots and what memory recalls, both blocking reads,
+        // in one trip to the I/O pool.
+        let (slots, notes) = {
             let image = space.image.clone();
+            let catalog = self.memory.get().cloned();
+            let words = split_selector(selector);
             space
                 .io
-                .run(move || image.load_object(receiver))
+                .run(move || {
+                    let notes = catalog.map(|c| recall(&c, &words)).unwrap_or_default();
+                    image
+                        .load_object(receiver)
+                        .map(|o| (o.map(|o| o.slots).unwrap_or_default(), notes))
+                })
                 .await??
-                .map(|o| o.slots)
-                .unwrap_or_default()
         };
-        let notes = self.recall(selector);
         let prompt = build_prompt(receiver, selector, args, &slots, &notes);
         let prompt_hash = hex::encode(Sha256::digest(prompt.as_bytes()));
         let mut feedback: Option<String> = None;
         let mut last_error = String::new();
-        for attempt in 1..=self.config.attempts.max(1) {
+        for attempt in 1..=self.config.attempts {
             let mut text = prompt.clone();
             if let Some(f) = &feedback {
                 text.push_str(&format!(
@@ -250,32 +257,29 @@ impl ModelTier {
             "object {receiver} does not understand {selector:?} ({} argument(s)): the model wrote no acceptable \
              method in {} attempt(s); last refusal: {last_error}",
             args.len(),
-            self.config.attempts.max(1)
+            self.config.attempts
         )))
     }
+}
 
-    fn recall(&self, selector: &str) -> Vec<String> {
-        let Some(catalog) = self.memory.get() else {
-            return Vec::new();
-        };
-        let words = split_selector(selector);
-        if words.trim().is_empty() {
-            return Vec::new();
-        }
-        catalog
-            .search(&SearchQuery {
-                text: &words,
-                limit: 3,
-                source: None,
-                kind: None,
-            })
-            .map(|hits| {
-                hits.into_iter()
-                    .map(|h| format!("{}: {}", h.source, h.snippet.replace("**", "")))
-                    .collect()
-            })
-            .unwrap_or_default()
+/// What memory holds about `words` (a selector's words), for the prompt.
+fn recall(catalog: &Catalog, words: &str) -> Vec<String> {
+    if words.trim().is_empty() {
+        return Vec::new();
     }
+    catalog
+        .search(&SearchQuery {
+            text: words,
+            limit: 3,
+            source: None,
+            kind: None,
+        })
+        .map(|hits| {
+            hits.into_iter()
+                .map(|h| format!("{}: {}", h.source, h.snippet.replace("**", "")))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `setBalance_` → "set balance": words for a memory query.

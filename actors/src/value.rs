@@ -25,6 +25,16 @@ pub fn string_map<'a>(pairs: impl IntoIterator<Item = (&'a str, Value)>) -> Valu
     )
 }
 
+/// The value under `key` in a string-keyed map value (`None` when `value`
+/// is not a map or has no such key).
+pub fn map_field<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    value
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+}
+
 /// The value of slot `name` in a list of data slots (as
 /// [`crate::ObjectSpace::read_committed`] returns them).
 pub fn find_slot<'a>(slots: &'a [(String, Value)], name: &str) -> Option<&'a Value> {

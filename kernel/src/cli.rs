@@ -57,7 +57,7 @@ pub enum Request {
         /// Most tokens.
         max_tokens: Option<u64>,
     },
-    /// `batos cycle start KIND` / `batos cycle get OID`
+    /// `batos cycle start KIND`
     CycleStart(String),
     /// `batos cycle get OID`
     CycleGet(String),

@@ -113,10 +113,9 @@ pub async fn start(
             engine.clone(),
             ServiceConfig {
                 max_queue: config.max_queue.max(1),
-                threads: 1,
                 timeout: Duration::from_millis(config.timeout_ms.max(1)),
                 default_max_tokens: config.default_max_tokens.max(1),
-                max_tokens_limit: 4096,
+                ..ServiceConfig::default()
             },
             registry,
         )?),
@@ -143,7 +142,7 @@ pub async fn start(
         let tier = ModelTier::new(
             cognition.clone(),
             GenerationConfig {
-                attempts: config.dnu_attempts.max(1),
+                attempts: config.dnu_attempts,
                 max_tokens: config.dnu_max_tokens.max(1),
                 expert: (!config.dnu_expert.is_empty()).then(|| config.dnu_expert.clone()),
             },

@@ -260,13 +260,14 @@ impl Beat {
             .await;
         }
         self.trap_rule().await;
-        // Fractal memory: summarize sources ingested since the last beat
-        // (the memory worker also does so between ingests unless
-        // `[memory] background_summaries` is off).
-        match self.catalog.summarize(Vec::new()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(summaries = n, "heartbeat summarized new memory"),
-            Err(err) => tracing::warn!(error = %err, "heartbeat could not summarize memory"),
+        // Fractal memory: summarize sources ingested since the last beat,
+        // unless the memory worker already does so between ingests.
+        if !self.catalog.summarizes_in_background() {
+            match self.catalog.summarize(Vec::new()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(summaries = n, "heartbeat summarized new memory"),
+                Err(err) => tracing::warn!(error = %err, "heartbeat could not summarize memory"),
+            }
         }
         if self.config.checkpoint_every_ms > 0
             && self.last_checkpoint.elapsed()

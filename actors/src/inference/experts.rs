@@ -90,8 +90,14 @@ struct Entry {
     /// The `ExpertVersion` object of the current version.
     version_oid: Oid,
     warm: Option<Arc<(Vec<u8>, Vec<u8>)>>,
-    hot: bool,
     last_used: u64,
+}
+
+impl Entry {
+    /// Loaded in the model (the tier is the one record of it).
+    fn is_hot(&self) -> bool {
+        self.info.tier == Tier::Hot
+    }
 }
 
 #[derive(Clone)]
@@ -303,7 +309,6 @@ impl ExpertManager {
                     },
                     version_oid,
                     warm: None,
-                    hot: false,
                     last_used: 0,
                 },
             );
@@ -401,7 +406,7 @@ impl ExpertManager {
             changes.set(expert_oid, "current", make_ref(version_oid));
             changes.set(expert_oid, "hash", Value::from(hash.as_str()));
             changes.set(expert_oid, "bytes", Value::from(bytes));
-            let previous = state.insert(
+            state.insert(
                 name.clone(),
                 Entry {
                     info: ExpertInfo {
@@ -413,15 +418,9 @@ impl ExpertManager {
                     },
                     version_oid,
                     warm: None,
-                    hot: false,
                     last_used: 0,
                 },
             );
-            if let (Some(prev), Some(engine)) = (previous, &self.engine) {
-                if prev.hot {
-                    let _ = engine.unload_adapter(&name);
-                }
-            }
             absorbed += 1;
         }
         if absorbed > 0 {
@@ -458,7 +457,7 @@ impl ExpertManager {
             ActorError::BadRequest(format!("no expert named {name:?} (see list_experts)"))
         })?;
         entry.last_used = tick;
-        if entry.hot {
+        if entry.is_hot() {
             return Ok(Pin::new(self, name));
         }
         let (version_oid, bytes, hash) =
@@ -532,7 +531,6 @@ impl ExpertManager {
             .with_label_values(&["hot"])
             .observe(started.elapsed().as_secs_f64());
         let entry = state.get_mut(name).expect("entry present");
-        entry.hot = true;
         entry.info.tier = Tier::Hot;
         self.update_gauges(&state);
         Ok(Pin::new(self, name))
@@ -547,7 +545,7 @@ impl ExpertManager {
         loop {
             let used: u64 = state
                 .values()
-                .filter(|e| e.warm.is_some() && !e.hot)
+                .filter(|e| e.warm.is_some() && !e.is_hot())
                 .map(|e| e.info.bytes)
                 .sum();
             if used <= budget {
@@ -555,7 +553,7 @@ impl ExpertManager {
             }
             let victim = state
                 .iter()
-                .filter(|(n, e)| e.warm.is_some() && !e.hot && n.as_str() != keep)
+                .filter(|(n, e)| e.warm.is_some() && !e.is_hot() && n.as_str() != keep)
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(n, _)| n.clone());
             let Some(victim) = victim else { return };
@@ -576,7 +574,7 @@ impl ExpertManager {
         loop {
             let used: u64 = state
                 .values()
-                .filter(|e| e.hot)
+                .filter(|e| e.is_hot())
                 .map(|e| engine.hot_cost(e.info.bytes))
                 .sum();
             if used + need <= self.budgets.hot_bytes {
@@ -586,7 +584,7 @@ impl ExpertManager {
             let victim = state
                 .iter()
                 .filter(|(n, e)| {
-                    e.hot && pins.get(*n).copied().unwrap_or(0) == 0 && n.as_str() != keep
+                    e.is_hot() && pins.get(*n).copied().unwrap_or(0) == 0 && n.as_str() != keep
                 })
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(n, _)| n.clone());
@@ -603,7 +601,6 @@ impl ExpertManager {
             };
             let _ = engine.unload_adapter(&victim);
             let e = state.get_mut(&victim).expect("victim present");
-            e.hot = false;
             e.info.tier = if e.warm.is_some() {
                 Tier::Warm
             } else {

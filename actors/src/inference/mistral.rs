@@ -52,11 +52,8 @@ use super::engine::{
     AdapterSpec, CallControl, Constraint, Engine, EngineError, EngineOutput, EngineRequest,
     ModelSource, ModelSpec,
 };
+use super::experts::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 
-/// The PEFT adapter configuration file.
-const ADAPTER_CONFIG: &str = "adapter_config.json";
-/// The PEFT adapter weights file.
-const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 /// The hub "organization" under which adapters are registered in our cache.
 const ADAPTER_REPO_PREFIX: &str = "batos-adapters";
 /// How often a waiting generation checks its [`CallControl`] for cancellation.

@@ -195,6 +195,7 @@ pub struct Catalog {
     index: Arc<MemoryIndex>,
     metrics: CatalogMetrics,
     max_queue: usize,
+    background_summaries: bool,
 }
 
 impl Catalog {
@@ -221,6 +222,7 @@ impl Catalog {
         let (ready_tx, ready_rx) = oneshot::channel();
         let max_queue = config.max_queue;
         let chunk_tokens = config.chunk_tokens;
+        let background_summaries = config.background_summaries;
         let worker_counter = counter.clone();
         let worker_index = index.clone();
         let worker_metrics = metrics.clone();
@@ -256,7 +258,14 @@ impl Catalog {
             index,
             metrics,
             max_queue,
+            background_summaries,
         })
+    }
+
+    /// Whether the worker summarizes new sources by itself between ingests
+    /// (`[memory] background_summaries`); otherwise the heartbeat asks it to.
+    pub fn summarizes_in_background(&self) -> bool {
+        self.background_summaries
     }
 
     /// How `ingest` would chunk `text` (same budget and token counter).

@@ -7,7 +7,7 @@ use crate::changes::Changes;
 use crate::error::ActorError;
 use crate::inference::{Cognition, Inference};
 use crate::memory::{Catalog, Document, EntryKind, Hit, SearchQuery};
-use crate::value::{find_slot as slot, make_ref, Oid, Value};
+use crate::value::{find_slot as slot, make_ref, map_field, Oid, Value};
 
 use super::ui_code;
 
@@ -229,30 +229,21 @@ pub(super) async fn run_step(
             Ok(format!("{n} queries answered from memory"))
         }
         "synthesize" => {
-            let results = slot(cx.cycle_slots, "intermediate_results").cloned();
-            let (prompt, evidence) = match &results {
-                Some(Value::Map(pairs)) => (
-                    pairs
-                        .iter()
-                        .find(|(k, _)| k.as_str() == Some("prompt"))
-                        .and_then(|(_, v)| v.as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    pairs
-                        .iter()
-                        .find(|(k, _)| k.as_str() == Some("evidence"))
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or(Value::Array(vec![])),
-                ),
-                _ => (String::new(), Value::Array(vec![])),
-            };
+            let results = slot(cx.cycle_slots, "intermediate_results").unwrap_or(&Value::Nil);
+            let prompt = map_field(results, "prompt")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let evidence = map_field(results, "evidence")
+                .cloned()
+                .unwrap_or(Value::Array(vec![]));
             let mut generated = None;
             if let Some(model) = cx.model {
                 let expert = (!cx.expert.is_empty()).then(|| cx.expert.to_string());
                 match model
                     .infer(
                         Inference {
-                            prompt: prompt.clone(),
+                            prompt,
                             expert,
                             max_tokens: Some(96),
                             constraint: None,

@@ -27,7 +27,8 @@ use crate::memory::{Catalog, Document};
 use crate::roots;
 use crate::space::ObjectSpace;
 use crate::value::{
-    as_ref, find_slot as slot, make_ref, ref_array, ref_oids, Oid, Value, PARENT_SLOT,
+    as_ref, find_slot as slot, make_ref, parse_parents, ref_array, ref_oids, Oid, Value,
+    PARENT_SLOT,
 };
 
 /// The one cycle kind so far.
@@ -116,6 +117,12 @@ impl Orchestrator {
     /// Starts a cycle of `kind`; returns its oid once its first state is
     /// committed. The cycle then runs in the background.
     pub async fn start(&self, kind: &str) -> Result<Oid, ActorError> {
+        self.start_marked(kind, None).await
+    }
+
+    /// [`Orchestrator::start`], also setting the orchestrator's slot `mark`
+    /// to the new cycle in the same transaction.
+    async fn start_marked(&self, kind: &str, mark: Option<&str>) -> Result<Oid, ActorError> {
         if kind != DISPLAY_YOURSELF {
             return Err(ActorError::BadRequest(format!(
                 "unknown cycle kind {kind:?} (known: {DISPLAY_YOURSELF})"
@@ -144,6 +151,9 @@ impl Orchestrator {
         };
         cycles.push(make_ref(cycle));
         changes.set(inner.orchestrator, CYCLES_SLOT, Value::Array(cycles));
+        if let Some(mark) = mark {
+            changes.set(inner.orchestrator, mark, make_ref(cycle));
+        }
         inner.space.apply(changes).await?;
         inner.events.publish_cycle(CycleEvent {
             cycle,
@@ -153,21 +163,17 @@ impl Orchestrator {
         Ok(cycle)
     }
 
-    /// Starts display_yourself once per image (the first conversation).
+    /// Starts display_yourself once per image (the first conversation);
+    /// the cycle and the mark that it ran commit together.
     pub async fn first_conversation(&self) -> Result<Option<Oid>, ActorError> {
+        const MARK: &str = "first_conversation";
         let orch = self.orchestrator_slots().await?;
-        if slot(&orch, "first_conversation").is_some() {
+        if slot(&orch, MARK).is_some() {
             return Ok(None);
         }
-        let cycle = self.start(DISPLAY_YOURSELF).await?;
-        let mut changes = Changes::new();
-        changes.set(
-            self.inner.orchestrator,
-            "first_conversation",
-            make_ref(cycle),
-        );
-        self.inner.space.apply(changes).await?;
-        Ok(Some(cycle))
+        self.start_marked(DISPLAY_YOURSELF, Some(MARK))
+            .await
+            .map(Some)
     }
 
     /// Resumes every cycle still running in the image (after a restart).
@@ -380,10 +386,7 @@ impl Orchestrator {
 }
 
 fn parent_of(slots: &[(String, Value)]) -> Result<Oid, ActorError> {
-    match slot(slots, PARENT_SLOT) {
-        Some(Value::Array(items)) => items.first().and_then(as_ref),
-        Some(v) => as_ref(v),
-        None => None,
-    }
-    .ok_or_else(|| ActorError::internal("a cycle without a state in `parent*`"))
+    slot(slots, PARENT_SLOT)
+        .and_then(|v| parse_parents(v).ok()?.first().copied())
+        .ok_or_else(|| ActorError::internal("a cycle without a state in `parent*`"))
 }

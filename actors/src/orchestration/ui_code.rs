@@ -14,7 +14,7 @@
 //! for the part's query (or the model's paragraph for `about`).
 
 use crate::inference::Inferred;
-use crate::value::{make_ref, string_map, Oid, Value};
+use crate::value::{make_ref, map_field, string_map, Oid, Value};
 
 /// Longest help text, in characters.
 const HELP_CHARS: usize = 160;
@@ -31,16 +31,6 @@ pub struct Inputs<'a> {
     pub sources: Vec<&'a str>,
 }
 
-fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    match v {
-        Value::Map(pairs) => pairs
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
-
 /// The snippet of the best hit for `part`; with `kind`, of the best hit of
 /// that kind.
 fn first_snippet(evidence: &Value, part: &str, kind: Option<&str>) -> Option<String> {
@@ -49,14 +39,14 @@ fn first_snippet(evidence: &Value, part: &str, kind: Option<&str>) -> Option<Str
     };
     let hits = parts
         .iter()
-        .find(|p| get(p, "part").and_then(Value::as_str) == Some(part))
-        .and_then(|p| match get(p, "hits") {
+        .find(|p| map_field(p, "part").and_then(Value::as_str) == Some(part))
+        .and_then(|p| match map_field(p, "hits") {
             Some(Value::Array(hits)) => Some(hits),
             _ => None,
         })?;
     hits.iter()
-        .find(|h| kind.is_none() || get(h, "kind").and_then(Value::as_str) == kind)
-        .and_then(|h| get(h, "snippet"))
+        .find(|h| kind.is_none() || map_field(h, "kind").and_then(Value::as_str) == kind)
+        .and_then(|h| map_field(h, "snippet"))
         .and_then(Value::as_str)
         .map(|s| s.chars().take(HELP_CHARS).collect())
 }
@@ -67,17 +57,13 @@ fn evidence_refs(evidence: &Value) -> Vec<Value> {
     };
     parts
         .iter()
-        .filter_map(|p| match get(p, "hits") {
+        .filter_map(|p| match map_field(p, "hits") {
             Some(Value::Array(h)) => Some(h),
             _ => None,
         })
         .flatten()
-        .filter_map(|h| get(h, "object").cloned())
+        .filter_map(|h| map_field(h, "object").cloned())
         .collect()
-}
-
-fn pane(pairs: Vec<(&str, Value)>) -> Value {
-    string_map(pairs)
 }
 
 /// Builds `ui_code`.
@@ -116,14 +102,14 @@ pub fn build(inputs: &Inputs<'_>) -> Value {
             provenance.push(("expert", Value::from(expert.as_str())));
         }
     }
-    pane(vec![
+    string_map(vec![
         ("version", Value::from(1u64)),
         ("title", Value::from("BAT OS Memory Inspector")),
         ("about", Value::from(about)),
         (
             "panes",
             Value::Array(vec![
-                pane(vec![
+                string_map(vec![
                     ("kind", Value::from("memory_search")),
                     ("title", Value::from("Memory")),
                     ("limit", Value::from(20u64)),
@@ -132,7 +118,7 @@ pub fn build(inputs: &Inputs<'_>) -> Value {
                         help("memory_search", "Search what the system has ingested."),
                     ),
                 ]),
-                pane(vec![
+                string_map(vec![
                     ("kind", Value::from("object_browser")),
                     ("title", Value::from("Objects")),
                     ("start", Value::from("genesis_obj")),
@@ -141,7 +127,7 @@ pub fn build(inputs: &Inputs<'_>) -> Value {
                         help("object_browser", "Browse objects: slots, parents, methods."),
                     ),
                 ]),
-                pane(vec![
+                string_map(vec![
                     ("kind", Value::from("events")),
                     ("title", Value::from("Events")),
                     (
@@ -158,7 +144,7 @@ pub fn build(inputs: &Inputs<'_>) -> Value {
                 ]),
             ]),
         ),
-        ("provenance", pane(provenance)),
+        ("provenance", string_map(provenance)),
     ])
 }
 
@@ -202,28 +188,28 @@ mod tests {
             sources: vec!["doc.md"],
         });
         assert_eq!(
-            get(&ui, "about").and_then(Value::as_str),
+            map_field(&ui, "about").and_then(Value::as_str),
             Some("BAT OS is a system")
         );
-        let Some(Value::Array(panes)) = get(&ui, "panes") else {
+        let Some(Value::Array(panes)) = map_field(&ui, "panes") else {
             panic!("panes: {ui}")
         };
         let help: Vec<&str> = panes
             .iter()
-            .map(|p| get(p, "help").and_then(Value::as_str).unwrap())
+            .map(|p| map_field(p, "help").and_then(Value::as_str).unwrap())
             .collect();
         assert_eq!(help[2], "events are published");
         assert_eq!(
             help[0], "Search what the system has ingested.",
             "fallback without evidence"
         );
-        let provenance = get(&ui, "provenance").unwrap();
+        let provenance = map_field(&ui, "provenance").unwrap();
         assert_eq!(
-            get(provenance, "written_by").and_then(Value::as_str),
+            map_field(provenance, "written_by").and_then(Value::as_str),
             Some("template")
         );
         assert_eq!(
-            get(provenance, "evidence"),
+            map_field(provenance, "evidence"),
             Some(&Value::Array(vec![make_ref(7), make_ref(8), make_ref(9)]))
         );
     }
@@ -243,16 +229,16 @@ mod tests {
             sources: vec![],
         });
         assert_eq!(
-            get(&ui, "about").and_then(Value::as_str),
+            map_field(&ui, "about").and_then(Value::as_str),
             Some("I am BAT OS.")
         );
-        let provenance = get(&ui, "provenance").unwrap();
+        let provenance = map_field(&ui, "provenance").unwrap();
         assert_eq!(
-            get(provenance, "written_by").and_then(Value::as_str),
+            map_field(provenance, "written_by").and_then(Value::as_str),
             Some("model")
         );
         assert_eq!(
-            get(provenance, "expert").and_then(Value::as_str),
+            map_field(provenance, "expert").and_then(Value::as_str),
             Some("ROBIN")
         );
     }

@@ -17,8 +17,8 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
-use batos_kernel::client::Client;
+use anyhow::{anyhow, bail, Context as _, Result};
+use batos_kernel::client::{parse_reply, Client};
 use clap::Parser;
 use rmpv::Value;
 use support::{field, Kernel};
@@ -151,12 +151,9 @@ fn main() -> Result<()> {
             sent += 1;
         }
         let reply = sock.recv_bytes(0).context("ingest reply")?;
-        let reply = rmpv::decode::read_value(&mut &reply[..])?;
-        if field(&reply, "status").and_then(Value::as_str) != Some("ok") {
-            bail!("ingest failed: {reply}");
-        }
-        chunks += field(&reply, "result")
-            .and_then(|r| field(r, "chunks"))
+        let (_, outcome) = parse_reply(&reply)?;
+        let result = outcome.map_err(|e| anyhow!("ingest failed: {e}"))?;
+        chunks += field(&result, "chunks")
             .and_then(Value::as_u64)
             .unwrap_or(0);
         done += 1;

@@ -413,14 +413,7 @@ pub fn target_value(target: &str) -> Value {
 // Parsing results
 // ---------------------------------------------------------------------------
 
-/// The value under `key` in a string-keyed map value.
-pub fn field<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
-    value
-        .as_map()?
-        .iter()
-        .find(|(k, _)| k.as_str() == Some(key))
-        .map(|(_, v)| v)
-}
+pub use batos_actors::value::map_field as field;
 
 /// The oid of a reference `{"$ref": oid}`.
 pub fn ref_oid(value: &Value) -> Option<u64> {

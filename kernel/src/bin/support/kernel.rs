@@ -7,18 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, Result};
-use rmpv::Value;
 
-/// The value under `key` in a string-keyed map.
-pub fn field<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
-    match value {
-        Value::Map(pairs) => pairs
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
+pub use batos_actors::value::map_field as field;
 
 /// A running kernel.
 pub struct Kernel {
