@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+use crate::bridge::events::TOPIC_STATE;
+
 use super::source::{first_ref, Detail, EventLine, Hit, ObjectView, Request, Response};
 use super::spec::{Origin, PaneKind, Spec, SpecError};
 
@@ -715,11 +717,12 @@ impl App {
     }
 
     /// Takes an event from the feed: refreshes the object shown if it
-    /// changed, and keeps the event if the event pane shows its topic.
-    pub fn handle_event(&mut self, line: EventLine) {
+    /// changed, and keeps the event if the event pane shows its topic; true
+    /// if it kept it (the screen changed).
+    pub fn handle_event(&mut self, line: EventLine) -> bool {
         self.refresh_if_shown(&line);
         if !self.spec.shows_topic(&line.topic) && self.spec.origin != Origin::Loading {
-            return;
+            return false;
         }
         self.events.lines.push_back(line);
         if self.events.lines.len() > EVENT_CAPACITY {
@@ -729,12 +732,13 @@ impl App {
             // Keep a scrolled-back view still while new lines arrive.
             self.events.scroll = (self.events.scroll + 1).min(self.events.lines.len() - 1);
         }
+        true
     }
 
     fn refresh_if_shown(&mut self, line: &EventLine) {
         let shown = self.objects.view.as_ref().map(|v| v.oid);
         let busy = self.objects.pending.is_some() || self.objects.refreshing.is_some();
-        if line.topic != "uvm_state_update" || busy {
+        if line.topic != TOPIC_STATE || busy {
             return;
         }
         if let Some(oid) = shown.filter(|oid| line.oid == Some(*oid)) {

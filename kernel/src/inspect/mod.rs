@@ -120,11 +120,13 @@ fn drain(app: &mut App, worker: &Worker, feed: &EventFeed) -> bool {
     }
     for _ in 0..EVENTS_PER_TICK {
         match feed.try_recv() {
-            Some(FeedItem::Event(line)) => app.handle_event(line),
-            Some(FeedItem::Error(why)) => app.feed_failed(&why),
+            Some(FeedItem::Event(line)) => changed |= app.handle_event(line),
+            Some(FeedItem::Error(why)) => {
+                app.feed_failed(&why);
+                changed = true;
+            }
             None => break,
         }
-        changed = true;
     }
     changed
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rmpv::Value;
 
+use crate::bridge::events::{TOPIC_CYCLE, TOPIC_STATE};
 use crate::client::Client;
 
 /// Most summaries followed up a chain (guards against cycles and very deep trees).
@@ -416,12 +417,7 @@ pub fn target_value(target: &str) -> Value {
 pub use batos_actors::value::map_field as field;
 
 /// The oid of a reference `{"$ref": oid}`.
-pub fn ref_oid(value: &Value) -> Option<u64> {
-    match value.as_map()?.as_slice() {
-        [(key, oid)] if key.as_str() == Some("$ref") => oid.as_u64(),
-        _ => None,
-    }
-}
+pub use batos_actors::value::as_ref as ref_oid;
 
 /// The first reference in a value: the value itself, or (depth first)
 /// inside its arrays and maps.
@@ -658,8 +654,8 @@ pub fn parse_event(frames: &[Vec<u8>], at: Duration) -> EventLine {
         }
     };
     let (oid, text) = match topic.as_str() {
-        "uvm_state_update" => state_event(&value),
-        "cycle_update" => cycle_event(&value),
+        TOPIC_STATE => state_event(&value),
+        TOPIC_CYCLE => cycle_event(&value),
         _ => (None, format!("{} bytes", body.len())),
     };
     EventLine {

@@ -18,6 +18,8 @@
 
 use rmpv::Value;
 
+use crate::bridge::events::{TOPIC_CYCLE, TOPIC_STATE};
+
 /// The title when `ui_code` gives none.
 pub const DEFAULT_TITLE: &str = "BAT OS Memory Inspector";
 /// The `about` line of the built-in default.
@@ -29,7 +31,7 @@ pub const MAX_LIMIT: u64 = 1000;
 /// The object the browser opens when the spec does not say.
 pub const DEFAULT_START: &str = "genesis_obj";
 /// The event topics the kernel publishes.
-pub const TOPICS: [&str; 2] = ["uvm_state_update", "cycle_update"];
+pub const TOPICS: [&str; 2] = [TOPIC_STATE, TOPIC_CYCLE];
 /// The only `ui_code` version this inspector understands.
 const SPEC_VERSION: u64 = 1;
 /// Longest text kept from any spec string, in characters.

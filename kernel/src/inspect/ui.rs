@@ -18,6 +18,7 @@ use rmpv::Value;
 use super::app::{App, Input, MemoryPane, ObjectPane};
 use super::source::{field, ref_oid, Detail, EventLine, Hit, HitKind, MethodInfo, ObjectView};
 use super::spec::{Origin, PaneKind};
+use crate::bridge::events::{TOPIC_CYCLE, TOPIC_STATE};
 
 /// Most characters of a snippet drawn.
 const MAX_SNIPPET: usize = 300;
@@ -303,7 +304,10 @@ fn draw_detail(frame: &mut Frame<'_>, area: Rect, memory: &MemoryPane) {
         frame.render_widget(Block::bordered().title(" Detail "), area);
         return;
     };
-    let chain_rows = memory.detail.as_ref().map_or(1, |d| {
+    // The detail of this hit only: a reply for the one selected before may
+    // still be on screen while this hit's request is in flight.
+    let detail = memory.detail.as_ref().filter(|d| d.oid == hit.chunk);
+    let chain_rows = detail.map_or(1, |d| {
         d.chain.len().max(1) + usize::from(d.chain_error.is_some())
     });
     let chain_height = u16::try_from(chain_rows.min(MAX_CHAIN_ROWS)).unwrap_or(1) + 2;
@@ -313,7 +317,7 @@ fn draw_detail(frame: &mut Frame<'_>, area: Rect, memory: &MemoryPane) {
     let mut title = format!(" @{} · {}", hit.chunk, one_line(&hit.source, 60));
     let mut body = Text::from(Span::styled("loading…", dim()));
     let mut chain: Vec<Line<'static>> = vec![Line::from(Span::styled("loading…", dim()))];
-    if let Some(detail) = &memory.detail {
+    if let Some(detail) = detail {
         if let Some(index) = detail.index {
             let _ = write!(title, " #{index}");
         }
@@ -538,8 +542,8 @@ fn draw_events(frame: &mut Frame<'_>, area: Rect, app: &App) {
 /// `+   12.3s  uvm_state_update  @42       set mood  tx 7`.
 fn event_line(event: &EventLine) -> Line<'static> {
     let topic_style = match event.topic.as_str() {
-        "uvm_state_update" => Style::default().fg(Color::Cyan),
-        "cycle_update" => Style::default().fg(Color::Magenta),
+        TOPIC_STATE => Style::default().fg(Color::Cyan),
+        TOPIC_CYCLE => Style::default().fg(Color::Magenta),
         _ => Style::default().fg(Color::Yellow),
     };
     let oid = event.oid.map(|o| format!("@{o}")).unwrap_or_default();
@@ -710,7 +714,7 @@ mod tests {
 
     use super::*;
     use crate::inspect::app::Key;
-    use crate::inspect::source::Response;
+    use crate::inspect::source::{Request, Response};
 
     #[test]
     fn values_are_compact() {
@@ -786,5 +790,47 @@ mod tests {
         assert!(screen(&app).contains("loading genesis_obj"));
         app.handle_key(Key::Tab);
         assert!(screen(&app).contains("waiting for events"));
+    }
+
+    #[test]
+    fn the_detail_pane_never_shows_another_hits_text() {
+        let mut app = App::new("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556");
+        app.handle_response(Response::Spec(Ok(None)));
+        for c in "zebra".chars() {
+            app.handle_key(Key::Char(c));
+        }
+        app.handle_key(Key::Enter);
+        let hit = |chunk: u64| Hit {
+            chunk,
+            source: format!("doc{chunk}.txt"),
+            score: 1.0,
+            snippet: "a zebra".into(),
+            kind: HitKind::Chunk,
+        };
+        app.handle_response(Response::Search {
+            query: "zebra".into(),
+            result: Ok(vec![hit(10), hit(11)]),
+        });
+        app.handle_response(Response::Detail {
+            chunk: 10,
+            result: Ok(Detail {
+                oid: 10,
+                text: "the text of chunk ten".into(),
+                token_count: Some(5),
+                source: Some("doc10.txt".into()),
+                index: Some(0),
+                chain: Vec::new(),
+                chain_error: None,
+            }),
+        });
+        assert!(screen(&app).contains("the text of chunk ten"));
+        app.handle_key(Key::Down);
+        assert!(app.take_requests().contains(&Request::Detail { chunk: 11 }));
+        let text = screen(&app);
+        assert!(text.contains("@11"), "{text}");
+        assert!(
+            !text.contains("the text of chunk ten"),
+            "hit 11 shows hit 10's text: {text}"
+        );
     }
 }
