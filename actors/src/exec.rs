@@ -312,14 +312,25 @@ impl TxCtx {
         selector: &str,
         candidate: &Candidate,
     ) -> Result<Slot, ActorError> {
-        let install = method::prepare_install(
-            &self.space,
+        self.install(
             receiver,
             selector,
             candidate.wasm.clone(),
             candidate.provenance.clone(),
-            &self.tx,
-        )?;
+        )
+    }
+
+    /// Audits and compiles `wasm` as `selector` on `receiver`, installs it in
+    /// this transaction; returns the new method slot.
+    fn install(
+        &mut self,
+        receiver: Oid,
+        selector: &str,
+        wasm: Vec<u8>,
+        provenance: Provenance,
+    ) -> Result<Slot, ActorError> {
+        let install =
+            method::prepare_install(&self.space, receiver, selector, wasm, provenance, &self.tx)?;
         let slot = Slot::Method(install.method.clone());
         self.tx.install(install);
         Ok(slot)
@@ -349,16 +360,13 @@ impl TxCtx {
         let provenance = Provenance::Synthesis {
             pattern: candidate.pattern.to_string(),
         };
-        let install =
-            method::prepare_install(&self.space, receiver, selector, wasm, provenance, &self.tx)?;
-        let slot = Slot::Method(install.method.clone());
+        let slot = self.install(receiver, selector, wasm, provenance)?;
         tracing::info!(
             oid = receiver,
             selector,
             pattern = candidate.pattern,
             "synthesized an accessor"
         );
-        self.tx.install(install);
         Ok(Some(slot))
     }
 
