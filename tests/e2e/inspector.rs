@@ -125,6 +125,18 @@ struct Inspector {
 
 impl Inspector {
     fn start(k: &Kernel, name: &str) -> Inspector {
+        Inspector::launch(name, (160, 48), &k.endpoint, &k.events, 5000)
+    }
+
+    /// `batos inspect` on `endpoint` and `events` in a `size` (columns, rows)
+    /// tmux session.
+    fn launch(
+        name: &str,
+        size: (u16, u16),
+        endpoint: &str,
+        events: &str,
+        timeout_ms: u64,
+    ) -> Inspector {
         let files = tempfile::Builder::new()
             .prefix("batos-inspect-")
             .tempdir()
@@ -132,15 +144,15 @@ impl Inspector {
         let stderr = files.path().join("stderr.txt");
         let status = files.path().join("status.txt");
         let command = format!(
-            "{} inspect --endpoint {} --events {} --timeout-ms 5000 2>{}; echo $? >{}",
+            "{} inspect --endpoint {} --events {} --timeout-ms {timeout_ms} 2>{}; echo $? >{}",
             sh_quote(&batos_bin().display().to_string()),
-            sh_quote(&k.endpoint),
-            sh_quote(&k.events),
+            sh_quote(endpoint),
+            sh_quote(events),
             sh_quote(&stderr.display().to_string()),
             sh_quote(&status.display().to_string()),
         );
         Inspector {
-            tmux: Tmux::start(name, 160, 48, &command),
+            tmux: Tmux::start(name, size.0, size.1, &command),
             stderr,
             status,
             _files: files,
@@ -397,45 +409,9 @@ fn inspector_reports_an_unreachable_kernel_and_still_quits() {
     // responsive, says so in the status line, and Ctrl-C still quits.
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
     let events = format!("tcp://127.0.0.1:{}", free_port());
-    let files = tempfile::tempdir().expect("temp dir");
-    let status = files.path().join("status.txt");
-    let command = format!(
-        "{} inspect --endpoint {} --events {} --timeout-ms 300 2>/dev/null; echo $? >{}",
-        sh_quote(&batos_bin().display().to_string()),
-        sh_quote(&endpoint),
-        sh_quote(&events),
-        sh_quote(&status.display().to_string()),
-    );
     let name = format!("batos-inspect-down-{}", std::process::id());
-    let tmux = Tmux::start(&name, 120, 30, &command);
-    let deadline = Instant::now() + SCREEN_TIMEOUT;
-    let mut last = String::new();
-    loop {
-        if let Some(screen) = tmux.screen() {
-            if screen.contains("ui: built-in default") && screen.contains("no reply") {
-                break;
-            }
-            last = screen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the inspector never reported the unreachable kernel\n{last}"
-        );
-        std::thread::sleep(POLL);
-    }
-    tmux.press("C-c");
-    let deadline = Instant::now() + SCREEN_TIMEOUT;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status) {
-            if !text.trim().is_empty() {
-                assert_eq!(text.trim(), "0", "Ctrl-C is a clean quit");
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the inspector did not quit on Ctrl-C"
-        );
-        std::thread::sleep(POLL);
-    }
+    let ui = Inspector::launch(&name, (120, 30), &endpoint, &events, 300);
+    ui.wait_for_all(&["ui: built-in default", "no reply"]);
+    ui.tmux.press("C-c");
+    assert_eq!(ui.wait_exit(), "0", "Ctrl-C is a clean quit");
 }
