@@ -18,6 +18,7 @@ use rmpv::Value;
 
 use crate::bridge::events::{TOPIC_CYCLE, TOPIC_STATE};
 use crate::client::Client;
+use crate::protocol::ErrorCode;
 
 /// Most summaries followed up a chain (guards against cycles and very deep trees).
 const MAX_CHAIN: usize = 32;
@@ -291,15 +292,11 @@ impl Session {
     }
 
     /// One command; kernel errors and transport errors both as text.
-    fn call(&mut self, command: &str, fields: Vec<(&str, Value)>) -> Result<Value, CallError> {
-        match self.client.call(command, fields) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(wire)) => Err(CallError::Kernel {
-                code: wire.code.as_str(),
-                message: wire.message,
-            }),
-            Err(err) => Err(CallError::Transport(err.to_string())),
-        }
+    fn call(&mut self, command: &str, fields: Vec<(&str, Value)>) -> Result<Value, String> {
+        self.client
+            .call(command, fields)
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     fn ui_code(&mut self) -> Result<Option<Value>, String> {
@@ -307,27 +304,21 @@ impl Session {
             ("oid", Value::from("genesis_obj")),
             ("slot", Value::from("ui_code")),
         ];
-        match self.call("get_slot", fields) {
-            Ok(value) => Ok(Some(value)),
-            Err(CallError::Kernel {
-                code: "no_such_slot",
-                ..
-            }) => Ok(None),
+        match self.client.call("get_slot", fields) {
+            Ok(Ok(value)) => Ok(Some(value)),
+            Ok(Err(wire)) if wire.code == ErrorCode::NoSuchSlot => Ok(None),
+            Ok(Err(wire)) => Err(wire.to_string()),
             Err(err) => Err(err.to_string()),
         }
     }
 
     fn search(&mut self, query: &str, limit: u64) -> Result<Vec<Hit>, String> {
         let fields = vec![("query", Value::from(query)), ("limit", Value::from(limit))];
-        let result = self
-            .call("search_memory", fields)
-            .map_err(|e| e.to_string())?;
-        parse_hits(&result)
+        parse_hits(&self.call("search_memory", fields)?)
     }
 
     fn state(&mut self, oid: Value) -> Result<Value, String> {
         self.call("get_full_state", vec![("oid", oid)])
-            .map_err(|e| e.to_string())
     }
 
     fn detail(&mut self, chunk: u64) -> Result<Detail, String> {
@@ -340,22 +331,23 @@ impl Session {
             if detail.chain.len() >= MAX_CHAIN || !seen.insert(oid) {
                 break;
             }
-            let summary = match self.state(Value::from(oid)) {
-                Ok(summary) => summary,
+            let step = self.state(Value::from(oid)).and_then(|summary| {
+                let slots = slots_of(&summary)?;
+                Ok((
+                    chain_link(oid, slots),
+                    field(slots, "parent_summary*").and_then(first_ref),
+                ))
+            });
+            match step {
+                Ok((link, up)) => {
+                    detail.chain.push(link);
+                    next = up;
+                }
                 Err(err) => {
                     detail.chain_error = Some(format!("summary @{oid}: {err}"));
                     break;
                 }
-            };
-            let slots = match slots_of(&summary) {
-                Ok(slots) => slots,
-                Err(err) => {
-                    detail.chain_error = Some(format!("summary @{oid}: {err}"));
-                    break;
-                }
-            };
-            detail.chain.push(chain_link(oid, slots));
-            next = field(slots, "parent_summary*").and_then(first_ref);
+            }
         }
         Ok(detail)
     }
@@ -374,29 +366,6 @@ impl Session {
             self.roots = Some(parse_roots(&image));
         }
         self.roots.as_ref()?.get(&oid).cloned()
-    }
-}
-
-/// Why one call failed.
-#[derive(Debug)]
-enum CallError {
-    /// The kernel answered with an error.
-    Kernel {
-        /// The protocol error code.
-        code: &'static str,
-        /// The kernel's message.
-        message: String,
-    },
-    /// No usable answer (timeout, socket error, malformed reply).
-    Transport(String),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Kernel { code, message } => write!(f, "{code}: {message}"),
-            CallError::Transport(text) => f.write_str(text),
-        }
     }
 }
 
