@@ -5,7 +5,7 @@
 #
 #   scripts/build-guest-examples.sh [OUT_DIR]   (default: wasm-guest-sdk/target/examples)
 #
-# Needs: apt-get install -y rustc libstd-rust-dev-wasm32
+# Needs: apt-get install -y rustc libstd-rust-dev-wasm32 lld-14
 # GUEST_RUSTC overrides the compiler (default /usr/bin/rustc); any rustc with
 # the wasm32-unknown-unknown target works. It also runs the MessagePack codec's
 # unit tests on the host and, if python3 is present, checks each module against
@@ -17,7 +17,7 @@ sdk="$root/wasm-guest-sdk"
 out="${1:-$sdk/target/examples}"
 rustc="${GUEST_RUSTC:-/usr/bin/rustc}"
 target=wasm32-unknown-unknown
-install_hint="apt-get update && apt-get install -y rustc libstd-rust-dev-wasm32"
+install_hint="apt-get update && apt-get install -y rustc libstd-rust-dev-wasm32 lld-14"
 
 die() {
     echo "build-guest-examples: error: $*" >&2
@@ -30,6 +30,13 @@ sysroot="$("$rustc" --print sysroot)" || die "$rustc --print sysroot failed"
 compgen -G "$sysroot/lib/rustlib/$target/lib/libcore-*.rlib" >/dev/null \
     || die "$rustc has no $target standard library (looked in $sysroot/lib/rustlib/$target/lib). Install it:
     $install_hint"
+
+# Debian's rustc links wasm32 with `rust-lld`, a link to lld-14's `lld`
+# (a package libstd-rust-dev-wasm32 only recommends).
+if [ "$rustc" = /usr/bin/rustc ] && ! command -v rust-lld >/dev/null; then
+    die "no rust-lld to link wasm32 with. Install it:
+    $install_hint"
+fi
 
 mkdir -p "$out/deps"
 out="$(cd "$out" && pwd)"

@@ -32,7 +32,7 @@ fn main() {
     assert!(
         status.success(),
         "building the guest SDK examples failed; install Debian's wasm32 compiler: \
-         apt-get install -y rustc libstd-rust-dev-wasm32"
+         apt-get install -y rustc libstd-rust-dev-wasm32 lld-14"
     );
     println!("cargo:rustc-env=BATOS_GUEST_EXAMPLES={}", out.display());
 }
