@@ -12,12 +12,22 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use crate::error::ActorError;
-use crate::image::{CommitGroup, Image, ImageError, ImageMeta};
 use crate::metrics::Metrics;
-use crate::table::ObjectTable;
-use crate::txn::Transaction;
-use crate::value::{Oid, Value};
+use batos_object::error::ActorError;
+use batos_object::image::{CommitGroup, Image, ImageError, ImageMeta};
+use batos_object::txn::{ObjectChanges, Transaction};
+use batos_object::value::{Oid, Value};
+
+/// The live objects a commit applies to: the committer sees them only
+/// through this trait (the object table implements it), so it names
+/// nothing of the actors around it.
+pub trait LiveSet: Send + Sync + 'static {
+    /// The committed version of `oid` if it is live and loaded.
+    fn live_version(&self, oid: Oid) -> Option<u64>;
+    /// Applies committed `changes` to `oid` if it is live (a no-op
+    /// otherwise: its next load reads them from the image).
+    fn apply(&self, oid: Oid, changes: &ObjectChanges, version: u64);
+}
 
 /// A committed change to one object, as published on the events socket.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,6 +98,9 @@ impl From<CommitError> for ActorError {
 struct Job {
     tx: Transaction,
     done: oneshot::Sender<Result<u64, CommitError>>,
+    /// The span of the request that committed it: the commit thread's work
+    /// for this job is logged in it.
+    span: tracing::Span,
 }
 
 /// Handle to the commit thread.
@@ -114,7 +127,7 @@ impl Committer {
     /// Starts the commit thread, continuing from the image's counters.
     pub fn start(
         image: Arc<dyn Image>,
-        table: Arc<ObjectTable>,
+        live: Arc<dyn LiveSet>,
         counters: Arc<Counters>,
         meta: &ImageMeta,
         config: CommitterConfig,
@@ -127,7 +140,7 @@ impl Committer {
         metrics.image_objects.set(meta.objects as i64);
         let worker = Worker {
             image,
-            table,
+            live,
             counters,
             sync: config.sync,
             max_group: config.max_group.max(1),
@@ -163,7 +176,11 @@ impl Committer {
     /// Commits a transaction; resolves once it is durable and visible, with its id.
     pub async fn commit(&self, tx: Transaction) -> Result<u64, CommitError> {
         let (done, wait) = oneshot::channel();
-        let job = Job { tx, done };
+        let job = Job {
+            tx,
+            done,
+            span: tracing::Span::current(),
+        };
         let sender = self.sender.lock().clone().ok_or(CommitError::Closed)?;
         match self.leader_writes.then(|| self.worker.try_lock()).flatten() {
             // Lead: this group is our job plus whatever is queued.
@@ -174,6 +191,11 @@ impl Committer {
             None => sender.send(job).map_err(|_| CommitError::Closed)?,
         }
         wait.await.map_err(|_| CommitError::Closed)?
+    }
+
+    /// Transactions waiting for the commit thread.
+    pub fn queued(&self) -> usize {
+        self.receiver.len()
     }
 
     /// Stops taking transactions, lets queued ones finish, joins the thread.
@@ -187,7 +209,7 @@ impl Committer {
 
 struct Worker {
     image: Arc<dyn Image>,
-    table: Arc<ObjectTable>,
+    live: Arc<dyn LiveSet>,
     counters: Arc<Counters>,
     sync: bool,
     max_group: usize,
@@ -221,6 +243,11 @@ impl Worker {
         for job in jobs {
             if !self.still_valid(&job.tx, &written) {
                 self.metrics.commit_conflicts.inc();
+                tracing::debug!(
+                    target: "batos::request",
+                    parent: &job.span,
+                    "conflict: an object it read changed; re-run"
+                );
                 let _ = job.done.send(Err(CommitError::Conflict));
                 continue;
             }
@@ -228,7 +255,7 @@ impl Worker {
                 next_oid = next_oid.max(oid + 1);
                 objects += 1;
             }
-            written.extend(job.tx.writes.keys().copied());
+            written.extend(job.tx.writes().keys().copied());
             tx_id += 1;
             accepted.push((tx_id, job));
         }
@@ -260,10 +287,9 @@ impl Worker {
             .observe(accepted.len() as f64);
         let mut replies = Vec::with_capacity(accepted.len());
         for (id, job) in accepted {
-            for (oid, changes) in &job.tx.writes {
-                if let Some(live) = self.table.get(*oid) {
-                    live.apply(changes, id);
-                }
+            let in_request = job.span.enter();
+            for (oid, changes) in job.tx.writes() {
+                self.live.apply(*oid, changes, id);
                 let mut event = StateEvent {
                     oid: *oid,
                     changed: Vec::new(),
@@ -279,6 +305,8 @@ impl Worker {
                 self.events.publish(event);
             }
             self.counters.applied_tx.store(id, Ordering::Release);
+            tracing::debug!(target: "batos::request", tx = id, "committed");
+            drop(in_request);
             replies.push((id, job.done));
         }
         // Metrics first, so a client that sees its reply sees them too.
@@ -293,9 +321,8 @@ impl Worker {
     /// A transaction may commit if every object it read is still at the
     /// version it saw and no earlier transaction of this group wrote it.
     fn still_valid(&self, tx: &Transaction, written: &HashSet<Oid>) -> bool {
-        tx.reads.iter().all(|(oid, seen)| {
-            !written.contains(oid)
-                && self.table.get(*oid).and_then(|live| live.version()) == Some(*seen)
+        tx.reads().iter().all(|(oid, seen)| {
+            !written.contains(oid) && self.live.live_version(*oid) == Some(*seen)
         })
     }
 }

@@ -10,18 +10,20 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::abi::status;
 use crate::committer::CommitError;
-use crate::error::ActorError;
-use crate::generation::Candidate;
 use crate::method;
-use crate::sandbox::{self, MethodFault, MethodHost, Resolved, Sandbox};
-use crate::slot::{Primitive, Provenance, Slot};
-use crate::space::{SendOutcome, SpaceInner};
-use crate::synthesis;
+use crate::space::{ObjectSpace, SendOutcome, SpaceInner};
 use crate::table::InUse;
-use crate::txn::Transaction;
-use crate::value::{make_ref, parse_parents, prepare_slot_value, Oid, Value, PARENT_SLOT};
+use crate::writer::{Candidate, MethodRequest};
+use batos_object::delegation::{Visit, Walk};
+use batos_object::error::ActorError;
+use batos_object::rules::{check_slot_write, missing_parent};
+use batos_object::slot::{Primitive, Provenance, Slot};
+use batos_object::txn::Transaction;
+use batos_object::value::{make_ref, parse_parents, Oid, Value, PARENT_SLOT};
+use batos_sandbox::abi::status;
+use batos_sandbox::synthesis;
+use batos_sandbox::{Invoke, MethodFault, MethodHost, Resolved};
 
 /// Times a message is re-run when a concurrent transaction changed what it read.
 const ATTEMPTS: u32 = 64;
@@ -63,14 +65,20 @@ pub(crate) async fn send_in_transaction(
             // or run_top would have installed it): the model writes the
             // method, then the message re-runs and installs it.
             None => {
-                let Some(tier) = space.generator.get() else {
+                let Some(writer) = space.writer.get() else {
                     return Err(not_understood(receiver, &selector, args.len()));
                 };
-                candidate = Some(tier.candidate(space, receiver, &selector, &args).await?);
+                let request = MethodRequest {
+                    receiver,
+                    selector: selector.clone(),
+                    args: args.clone(),
+                };
+                let handle = ObjectSpace::from_inner(space.clone());
+                candidate = Some(writer.clone().write(handle, request).await?);
                 continue;
             }
         };
-        let upgrades = std::mem::take(&mut tx.upgrades);
+        let upgrades = tx.take_upgrades();
         match space.committer.commit(tx).await {
             Ok(_) => {
                 // Effects outside the image happen only once the message is durable.
@@ -152,7 +160,7 @@ fn run_top(
         }
         Resolved::Method { hash } => {
             let host: Arc<Mutex<dyn MethodHost>> = ctx.clone();
-            let frame = sandbox::frame(receiver, &selector, args, 0);
+            let frame = batos_sandbox::frame(receiver, &selector, args, 0);
             let outcome = space.sandbox.invoke(&host, &hash, frame, deadline);
             if let Some((holder, version)) = method_at {
                 space
@@ -193,7 +201,7 @@ impl TxCtx {
     }
 
     fn created(&self, oid: Oid) -> bool {
-        self.tx.writes.get(&oid).is_some_and(|c| c.created)
+        self.tx.writes().get(&oid).is_some_and(|c| c.created)
     }
 
     fn exists(&mut self, oid: Oid) -> Result<bool, ActorError> {
@@ -209,7 +217,7 @@ impl TxCtx {
 
     /// A slot's current contents in this transaction (no delegation).
     fn own_slot(&mut self, oid: Oid, name: &str) -> Result<Option<Slot>, ActorError> {
-        if let Some(change) = self.tx.writes.get(&oid).and_then(|c| c.slots.get(name)) {
+        if let Some(change) = self.tx.writes().get(&oid).and_then(|c| c.slots.get(name)) {
             return Ok(change.clone());
         }
         if self.created(oid) {
@@ -238,7 +246,7 @@ impl TxCtx {
             self.tx.read(oid, version);
             slots.extend(committed);
         }
-        if let Some(changes) = self.tx.writes.get(&oid) {
+        if let Some(changes) = self.tx.writes().get(&oid) {
             for (name, slot) in &changes.slots {
                 match slot {
                     Some(slot) => slots.insert(name.clone(), slot.clone()),
@@ -256,49 +264,47 @@ impl TxCtx {
         })
     }
 
-    /// Lookup along `parent*`, depth-first, each object once.
-    /// The slot `selector` answers to and the object holding it.
+    /// The slot `selector` answers to and the object holding it, by the
+    /// delegation walk over this transaction's view of the objects.
     pub(crate) fn lookup(
         &mut self,
         oid: Oid,
         selector: &str,
     ) -> Result<Option<(Oid, Slot)>, ActorError> {
-        let mut visited = std::collections::HashSet::new();
-        let mut stack = vec![oid];
-        while let Some(current) = stack.pop() {
-            if !visited.insert(current) {
+        let mut walk = Walk::new(oid);
+        while let Some(current) = walk.next_object() {
+            if !walk.is_receiver(current) && !self.exists(current)? {
                 continue;
             }
-            if current != oid && !self.exists(current)? {
-                continue;
+            let parents;
+            let visit = match self.own_slot(current, selector)? {
+                Some(slot) => Visit::Found(slot),
+                None => {
+                    parents = self.parents(current)?;
+                    Visit::Parents(&parents)
+                }
+            };
+            if let Some(found) = walk.visit(current, visit) {
+                return Ok(Some(found));
             }
-            if let Some(slot) = self.own_slot(current, selector)? {
-                return Ok(Some((current, slot)));
-            }
-            stack.extend(self.parents(current)?.into_iter().rev());
         }
         Ok(None)
     }
 
-    /// Writes a data slot after the protocol's value checks.
+    /// Writes a data slot after the rules every slot write follows.
     fn write(
         &mut self,
         oid: Oid,
         name: &str,
         value: Value,
     ) -> Result<Result<(), String>, ActorError> {
-        if name.is_empty() {
-            return Ok(Err("slot names must not be empty".into()));
-        }
-        let (value, parents) = match prepare_slot_value(name, value, &self.space.roots) {
+        let (value, parents) = match check_slot_write(name, value, &self.space.roots) {
             Ok(checked) => checked,
             Err(e) => return Ok(Err(e)),
         };
         for parent in parents {
             if !self.exists(parent)? {
-                return Ok(Err(format!(
-                    "`parent*` names object {parent}, which does not exist"
-                )));
+                return Ok(Err(missing_parent(parent)));
             }
         }
         self.tx.set(oid, name.to_string(), Slot::Data(value));
@@ -355,7 +361,7 @@ impl TxCtx {
         {
             return Ok(None);
         }
-        let wasm = crate::audit::wat_to_wasm(&candidate.wat)
+        let wasm = batos_sandbox::audit::wat_to_wasm(&candidate.wat)
             .map_err(|v| ActorError::internal(format!("synthesis: {v}")))?;
         let provenance = Provenance::Synthesis {
             pattern: candidate.pattern.to_string(),
@@ -415,7 +421,7 @@ impl TxCtx {
             },
             Primitive::RequestUpgrade => match self.space.hooks.check_upgrade(&args[0]) {
                 Ok(id) => {
-                    self.tx.upgrades.push(args[0].clone());
+                    self.tx.request_upgrade(args[0].clone());
                     Resolved::Value(Value::from(id))
                 }
                 Err(err) => {
@@ -480,7 +486,7 @@ impl MethodHost for TxCtx {
         self.dispatch(target, slot, args).map_err(fault)
     }
 
-    fn sandbox(&self) -> Arc<Sandbox> {
+    fn sandbox(&self) -> Arc<dyn Invoke> {
         self.space.sandbox.clone()
     }
 

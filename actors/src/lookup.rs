@@ -1,53 +1,47 @@
-//! Method lookup: the receiver's own slots, then depth-first along
-//! `parent*` in order, each object at most once (cycles terminate).
+//! Method lookup from a message's actor: the delegation walk
+//! (`batos_object::delegation`) over live objects, activated on demand.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::error::ActorError;
-use crate::slot::Slot;
 use crate::space::SpaceInner;
-use crate::table::{InUse, ObjectState};
-use crate::value::Oid;
+use crate::table::InUse;
+use batos_object::delegation::{Visit, Walk};
+use batos_object::error::ActorError;
+use batos_object::slot::Slot;
 
-/// Finds the slot `selector` answers to, starting at `receiver`.
+/// Finds the slot `selector` answers to, starting at `receiver`,
+/// activating the objects along the way.
 pub(crate) async fn lookup(
     space: &Arc<SpaceInner>,
     receiver: &InUse,
     selector: &str,
 ) -> Result<Option<Slot>, ActorError> {
-    // Parents are pushed in reverse so the first parent is searched first.
-    let mut stack: Vec<Oid> = Vec::new();
-    let found = receiver.read(|s| find_or_push(s, selector, &mut stack))?;
-    if found.is_some() {
-        return Ok(found);
-    }
-    let mut visited: HashSet<Oid> = HashSet::from([receiver.oid]);
-    while let Some(oid) = stack.pop() {
-        if !visited.insert(oid) {
-            continue;
-        }
-        let holder = match space.activate(oid).await {
-            Ok(holder) => holder,
-            // A dangling parent (never created) is skipped, as an empty one.
-            Err(ActorError::NoSuchObject(_)) => continue,
-            Err(err) => return Err(err),
+    let mut walk = Walk::new(receiver.oid);
+    while let Some(oid) = walk.next_object() {
+        let activated;
+        let object = if walk.is_receiver(oid) {
+            receiver
+        } else {
+            match space.activate(oid).await {
+                Ok(holder) => {
+                    activated = holder;
+                    &activated
+                }
+                // A dangling parent (never created) is skipped.
+                Err(ActorError::NoSuchObject(_)) => continue,
+                Err(err) => return Err(err),
+            }
         };
-        let found = holder.read(|s| find_or_push(s, selector, &mut stack))?;
-        if found.is_some() {
-            return Ok(found);
+        let found = object.read(|s| {
+            let visit = match s.slots.get(selector) {
+                Some(slot) => Visit::Found(slot.clone()),
+                None => Visit::Parents(s.parents()),
+            };
+            walk.visit(oid, visit)
+        })?;
+        if let Some((_, slot)) = found {
+            return Ok(Some(slot));
         }
     }
     Ok(None)
-}
-
-/// The slot if `state` has it; otherwise its parents go on the stack.
-fn find_or_push(state: &ObjectState, selector: &str, stack: &mut Vec<Oid>) -> Option<Slot> {
-    match state.slots.get(selector) {
-        Some(slot) => Some(slot.clone()),
-        None => {
-            stack.extend(state.parents().iter().rev());
-            None
-        }
-    }
 }

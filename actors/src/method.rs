@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::audit;
-use crate::error::ActorError;
-use crate::sandbox::module_hash;
-use crate::slot::{MethodRecord, MethodRef, Provenance};
 use crate::space::SpaceInner;
-use crate::txn::{Install, Transaction};
-use crate::value::{Oid, PARENT_SLOT};
+use batos_object::error::ActorError;
+use batos_object::slot::{MethodRecord, MethodRef, Provenance};
+use batos_object::txn::{Install, Transaction};
+use batos_object::value::{Oid, PARENT_SLOT};
+use batos_sandbox::audit;
+use batos_sandbox::module_hash;
 
 /// Audits and compiles `wasm` and numbers the new version of `selector` on
 /// `oid` (history in the image plus installs already in `tx`).

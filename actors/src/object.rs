@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use tracing::Instrument;
 
-use crate::error::ActorError;
 use crate::space::SpaceInner;
 use crate::table::{InUse, LiveObject};
+use batos_object::error::ActorError;
 
 /// A future returned by an object operation.
 pub type OpFuture<T> = Pin<Box<dyn Future<Output = Result<T, ActorError>> + Send + 'static>>;
@@ -28,6 +29,8 @@ pub trait ObjectOp: Send + 'static {
 pub struct Op<T: ObjectOp> {
     pub(crate) op: T,
     pub(crate) receiver: InUse,
+    /// The sender's span (the request's), which the operation runs in.
+    pub(crate) span: tracing::Span,
 }
 
 impl<T: ObjectOp> Message for Op<T> {
@@ -74,7 +77,10 @@ impl<T: ObjectOp> Handler<Op<T>> for ObjectActor {
     type Result = AtomicResponse<Self, Result<T::Output, ActorError>>;
 
     fn handle(&mut self, msg: Op<T>, _ctx: &mut Context<Self>) -> Self::Result {
-        let fut = msg.op.run(self.space.clone(), msg.receiver);
+        let fut = msg
+            .op
+            .run(self.space.clone(), msg.receiver)
+            .instrument(msg.span);
         AtomicResponse::new(Box::pin(fut.into_actor(self)))
     }
 }

@@ -5,7 +5,7 @@
 use crossbeam_channel::Sender;
 use tokio::sync::oneshot;
 
-use crate::error::ActorError;
+use batos_object::error::ActorError;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -41,7 +41,8 @@ impl Pool {
 
     /// Runs `f` on a pool thread without waiting for it.
     pub(crate) fn spawn(&self, f: impl FnOnce() + Send + 'static) {
-        if self.jobs.send(Box::new(f)).is_err() {
+        let span = tracing::Span::current();
+        if self.jobs.send(Box::new(move || span.in_scope(f))).is_err() {
             tracing::error!("a thread pool is shut down; job dropped");
         }
     }
@@ -52,9 +53,10 @@ impl Pool {
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, ActorError> {
         let (tx, rx) = oneshot::channel();
+        let span = tracing::Span::current();
         self.jobs
             .send(Box::new(move || {
-                let _ = tx.send(f());
+                let _ = tx.send(span.in_scope(f));
             }))
             .map_err(|_| ActorError::internal("the sandbox pool is shut down"))?;
         rx.await

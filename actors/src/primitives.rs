@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::error::ActorError;
-use crate::slot::{Primitive, Slot};
 use crate::space::SpaceInner;
 use crate::table::InUse;
-use crate::txn::Transaction;
-use crate::value::{kind, make_ref, Oid, Value};
+use batos_object::error::ActorError;
+use batos_object::slot::{Primitive, Slot};
+use batos_object::txn::Transaction;
+use batos_object::value::{kind, make_ref, Oid, Value};
 
 /// Runs primitive `p` with `self` = `receiver`.
 pub(crate) async fn run(
@@ -66,12 +66,7 @@ pub(crate) async fn set_slot(
     name: String,
     value: Value,
 ) -> Result<(), ActorError> {
-    if name.is_empty() {
-        return Err(ActorError::BadRequest(
-            "slot names must not be empty".into(),
-        ));
-    }
-    let value = space.prepare_slot_value(&name, value).await?;
+    let value = space.check_slot_write(&name, value).await?;
     let mut tx = Transaction::new();
     tx.set(oid, name, Slot::Data(value));
     space.commit(tx).await.map(drop)

@@ -9,25 +9,28 @@ use actix::dev::channel;
 use actix::prelude::*;
 use prometheus::Registry;
 
-use crate::audit::{self, AuditLimits};
-use crate::changes::Changes;
 use crate::committer::{CommitError, Committer, CommitterConfig, Counters, EventSink};
-use crate::error::ActorError;
 use crate::exec;
-use crate::image::{Image, ImageError};
 use crate::lookup;
 use crate::method;
 use crate::metrics::Metrics;
 use crate::object::{ObjectActor, ObjectOp, Op, Retire};
 use crate::pool::Pool;
 use crate::primitives;
-use crate::roots::{self, Roots};
-use crate::sandbox::{Sandbox, SandboxLimits};
-use crate::slot::{MethodRecord, Primitive, Provenance, Slot};
 use crate::stats::{MethodOutcomes, MethodStats};
 use crate::table::{Checkout, InUse, ObjectTable};
-use crate::txn::Transaction;
-use crate::value::{make_ref, prepare_slot_value, Oid, Value, PARENT_SLOT};
+use crate::writer::MethodWriter;
+use batos_object::changes::Changes;
+use batos_object::error::ActorError;
+use batos_object::genesis::genesis;
+use batos_object::image::{Image, ImageError};
+use batos_object::roots::Roots;
+use batos_object::rules::{check_slot_write, missing_parent, prepare_slot_value};
+use batos_object::slot::{MethodRecord, Primitive, Provenance, Slot};
+use batos_object::txn::Transaction;
+use batos_object::value::{make_ref, Oid, Value, PARENT_SLOT};
+use batos_sandbox::audit::{self, AuditLimits};
+use batos_sandbox::{module_hash, Sandbox, SandboxLimits};
 
 /// Messages an object's mailbox holds before senders wait; large, because
 /// the bridge bounds in-flight work and waiting senders could reorder.
@@ -72,7 +75,7 @@ pub struct SpaceInner {
     pub(crate) method_stats: MethodStats,
     pub(crate) hooks: Arc<dyn SystemHooks>,
     pub(crate) audit_limits: AuditLimits,
-    pub(crate) generator: std::sync::OnceLock<Arc<crate::generation::ModelTier>>,
+    pub(crate) writer: std::sync::OnceLock<Arc<dyn MethodWriter>>,
     next_oid: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
@@ -171,7 +174,7 @@ impl ObjectSpace {
             None => {
                 let oids = std::array::from_fn(|i| next_oid + i as Oid);
                 next_oid += oids.len() as Oid;
-                let (roots, tx) = roots::genesis(oids);
+                let (roots, tx) = genesis(oids);
                 (roots, Some(tx))
             }
         };
@@ -199,7 +202,7 @@ impl ObjectSpace {
             method_stats: MethodStats::default(),
             hooks,
             audit_limits,
-            generator: std::sync::OnceLock::new(),
+            writer: std::sync::OnceLock::new(),
             config,
             table,
             image,
@@ -314,9 +317,44 @@ impl ObjectSpace {
         self.inner.call(oid, SendMessage { selector, args }).await
     }
 
-    /// Adds the model tier to doesNotUnderstand (once).
-    pub fn enable_generation(&self, tier: Arc<crate::generation::ModelTier>) {
-        let _ = self.inner.generator.set(tier);
+    /// Adds a last tier to doesNotUnderstand (once): `writer` is asked for
+    /// a method when lookup and synthesis find nothing.
+    pub fn enable_generation(&self, writer: Arc<dyn MethodWriter>) {
+        let _ = self.inner.writer.set(writer);
+    }
+
+    /// The space's handle from its shared state (for the runtime's own
+    /// callers of the façade).
+    pub(crate) fn from_inner(inner: Arc<SpaceInner>) -> Self {
+        ObjectSpace { inner }
+    }
+
+    /// Checks a method written as WAT exactly as an installed one is checked
+    /// (WAT → binary, the audit, compilation), on the sandbox threads.
+    /// `Ok(Err(why))` when it is refused.
+    pub async fn check_wat(&self, wat: String) -> Result<Result<Vec<u8>, String>, ActorError> {
+        let inner = self.inner.clone();
+        self.inner
+            .pool
+            .run(move || {
+                let wasm = audit::wat_to_wasm(&wat).map_err(|v| v.to_string())?;
+                audit::audit(&wasm, &inner.audit_limits).map_err(|v| v.to_string())?;
+                inner
+                    .sandbox
+                    .prepare(&module_hash(&wasm), &wasm)
+                    .map_err(|e| format!("compile: {e}"))?;
+                Ok(wasm)
+            })
+            .await
+    }
+
+    /// Runs blocking read work (a search, a bulk read) on the space's I/O
+    /// threads rather than on an async thread.
+    pub async fn run_io<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ActorError> {
+        self.inner.io.run(work).await
     }
 
     /// A fresh oid for an object a kernel service will create.
@@ -327,7 +365,7 @@ impl ObjectSpace {
     /// Commits a kernel service's changes atomically; returns the
     /// transaction number once durable. Live objects see the changes.
     pub async fn apply(&self, changes: Changes) -> Result<u64, ActorError> {
-        self.inner.commit(changes.tx).await
+        self.inner.commit(changes.into_transaction()).await
     }
 
     /// An object's data slots as last committed to the image, without
@@ -337,11 +375,8 @@ impl ObjectSpace {
         &self,
         oid: Oid,
     ) -> Result<Option<Vec<(String, Value)>>, ActorError> {
-        let image = self.inner.image.clone();
-        let stored = self.inner.io.run(move || image.load_object(oid)).await??;
-        Ok(stored.map(|object| {
-            object
-                .slots
+        Ok(self.read_committed_slots(oid).await?.map(|slots| {
+            slots
                 .into_iter()
                 .filter_map(|(name, slot)| match slot {
                     Slot::Data(value) => Some((name, value)),
@@ -349,6 +384,18 @@ impl ObjectSpace {
                 })
                 .collect()
         }))
+    }
+
+    /// Every slot of an object as last committed to the image, methods and
+    /// primitives included, without activating it. `None` if the object
+    /// does not exist.
+    pub async fn read_committed_slots(
+        &self,
+        oid: Oid,
+    ) -> Result<Option<Vec<(String, Slot)>>, ActorError> {
+        let image = self.inner.image.clone();
+        let stored = self.inner.io.run(move || image.load_object(oid)).await??;
+        Ok(stored.map(|object| object.slots))
     }
 
     /// A blob stored with [`Changes::store_blob`], by its hash.
@@ -479,6 +526,7 @@ impl SpaceInner {
                 .send(Op {
                     op: op.clone(),
                     receiver,
+                    span: tracing::Span::current(),
                 })
                 .await
             {
@@ -534,7 +582,8 @@ impl SpaceInner {
         )
     }
 
-    /// Validates a value for slot `name` (and `parent*`'s refs).
+    /// Validates a value for slot `name` (and `parent*`'s refs) of a new
+    /// object.
     pub(crate) async fn prepare_slot_value(
         self: &Arc<Self>,
         name: &str,
@@ -542,14 +591,30 @@ impl SpaceInner {
     ) -> Result<Value, ActorError> {
         let (value, parents) =
             prepare_slot_value(name, value, &self.roots).map_err(ActorError::BadRequest)?;
+        self.check_parents(parents).await?;
+        Ok(value)
+    }
+
+    /// Checks a write to slot `name` of an existing object by the rules
+    /// every slot write follows (`batos_object::rules::check_slot_write`).
+    pub(crate) async fn check_slot_write(
+        self: &Arc<Self>,
+        name: &str,
+        value: Value,
+    ) -> Result<Value, ActorError> {
+        let (value, parents) =
+            check_slot_write(name, value, &self.roots).map_err(ActorError::BadRequest)?;
+        self.check_parents(parents).await?;
+        Ok(value)
+    }
+
+    async fn check_parents(self: &Arc<Self>, parents: Vec<Oid>) -> Result<(), ActorError> {
         for parent in parents {
             if !self.exists(parent).await? {
-                return Err(ActorError::NoSuchObject(format!(
-                    "{parent} (named in `parent*`)"
-                )));
+                return Err(ActorError::NoSuchObject(missing_parent(parent)));
             }
         }
-        Ok(value)
+        Ok(())
     }
 }
 

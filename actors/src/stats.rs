@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use crate::value::Oid;
+use batos_object::value::Oid;
 
 /// Calls and traps of one method version (on the object holding it).
 #[derive(Debug, Clone, PartialEq, Eq)]

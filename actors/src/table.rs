@@ -10,12 +10,13 @@ use actix::Addr;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
-use crate::error::ActorError;
-use crate::image::StoredObject;
+use crate::committer::LiveSet;
 use crate::object::ObjectActor;
-use crate::slot::Slot;
-use crate::txn::ObjectChanges;
-use crate::value::{parse_parents, Oid, PARENT_SLOT};
+use batos_object::error::ActorError;
+use batos_object::image::StoredObject;
+use batos_object::slot::Slot;
+use batos_object::txn::ObjectChanges;
+use batos_object::value::{parse_parents, Oid, PARENT_SLOT};
 
 const SHARDS: usize = 64;
 
@@ -319,5 +320,17 @@ impl ObjectTable {
             .iter()
             .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
             .collect()
+    }
+}
+
+impl LiveSet for ObjectTable {
+    fn live_version(&self, oid: Oid) -> Option<u64> {
+        self.get(oid).and_then(|live| live.version())
+    }
+
+    fn apply(&self, oid: Oid, changes: &ObjectChanges, version: u64) {
+        if let Some(live) = self.get(oid) {
+            live.apply(changes, version);
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use rmpv::Value;
 
-use crate::client::{Client, ClientError};
+use batos_client::{Client, ClientError};
 
 /// Exit statuses of the client subcommands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use batos_actors::generation::{GenerationConfig, ModelTier};
-use batos_actors::inference::experts::{ExpertManager, TierBudgets};
-use batos_actors::inference::scripted::ScriptedEngine;
-use batos_actors::inference::{Cognition, Engine, InferenceService, ServiceConfig};
 use batos_actors::ObjectSpace;
+use batos_cognition::generation::{GenerationConfig, ModelTier};
+use batos_cognition::inference::experts::{ExpertManager, TierBudgets};
+use batos_cognition::inference::scripted::ScriptedEngine;
+use batos_cognition::inference::{Cognition, Engine, InferenceService, ServiceConfig};
 use prometheus::Registry;
 
 use crate::config::InferenceConfig;
@@ -58,8 +58,8 @@ fn load_mistral(
     config: &InferenceConfig,
     data_dir: &Path,
 ) -> Result<Option<Arc<dyn Engine>>, String> {
-    use batos_actors::inference::mistral::MistralEngine;
-    use batos_actors::inference::{ModelSource, ModelSpec};
+    use batos_cognition::inference::mistral::MistralEngine;
+    use batos_cognition::inference::{ModelSource, ModelSpec};
     let path = &config.model;
     let source = if path.is_dir() {
         ModelSource::Safetensors(path.clone())

@@ -21,9 +21,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use batos_actors::memory::Catalog;
-use batos_actors::value::make_ref;
 use batos_actors::{ObjectSpace, Oid, Value};
+use batos_memory::Catalog;
+use batos_object::value::make_ref;
 use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, IntCounterVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
@@ -325,7 +325,7 @@ impl Beat {
     /// Records a finding object and lists it on `genesis_obj.findings`.
     async fn record(&self, kind: &str, details: Vec<(&str, Value)>) {
         self.metrics.beats.with_label_values(&["finding"]).inc();
-        let at_ms = batos_actors::clock::unix_ms();
+        let at_ms = batos_object::clock::unix_ms();
         let mut slots = vec![
             ("kind".to_string(), Value::from(kind)),
             ("at_ms".to_string(), Value::from(at_ms)),
@@ -336,7 +336,7 @@ impl Beat {
             let genesis: Oid = self
                 .space
                 .roots()
-                .oid(batos_actors::roots::GENESIS)
+                .oid(batos_object::roots::GENESIS)
                 .unwrap_or_default();
             let mut list = match self.space.get_slot(genesis, "findings".into()).await {
                 Ok(Value::Array(items)) => items,

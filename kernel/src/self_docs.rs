@@ -2,7 +2,7 @@
 //! display_yourself first conversation ingests so the system can reason
 //! about itself.
 
-use batos_actors::memory::Document;
+use batos_memory::Document;
 
 /// (source name, text) of every shipped document.
 const DOCUMENTS: [(&str, &str); 6] = [

@@ -6,14 +6,14 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use batos_actors::audit::AuditLimits;
-use batos_actors::inference::for_memory::{ModelCounter, ModelSummarizer};
-use batos_actors::memory::summary::{Extractive, Summarizer};
-use batos_actors::memory::tokens::{ApproxCounter, SharedCounter};
-use batos_actors::memory::{Catalog, CatalogConfig};
-use batos_actors::orchestration::{Orchestrator, OrchestratorConfig};
-use batos_actors::sandbox::SandboxLimits;
 use batos_actors::{ObjectSpace, SpaceConfig};
+use batos_cognition::inference::for_memory::{ModelCounter, ModelSummarizer};
+use batos_cognition::orchestration::{Orchestrator, OrchestratorConfig};
+use batos_memory::summary::{Extractive, Summarizer};
+use batos_memory::tokens::{ApproxCounter, SharedCounter};
+use batos_memory::{Catalog, CatalogConfig};
+use batos_sandbox::audit::AuditLimits;
+use batos_sandbox::SandboxLimits;
 use prometheus::Registry;
 use tokio::sync::watch;
 
@@ -21,7 +21,7 @@ use crate::bridge::{self, events::QueueSink, BridgeMetrics, Limits};
 use crate::cmd::Context;
 use crate::config::{Config, Durability};
 use crate::error::KernelError;
-use crate::store::{RocksImage, StoreOptions};
+use batos_store::{RocksImage, StoreOptions};
 
 /// Runs the kernel until `shutdown` resolves. Prints one line to stdout
 /// once serving: `batos ready endpoint=... events=... metrics=...`.

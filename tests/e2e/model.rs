@@ -7,7 +7,7 @@
 
 use crate::harness::*;
 use crate::reference::{chat_prompt, Reference};
-use batos_kernel::tiny_model::{decode, write_lora_adapter, write_tiny_llama};
+use batos_cognition::tiny_model::{decode, write_lora_adapter, write_tiny_llama};
 
 /// A kernel on the tiny model with experts ALFRED and BRICK; `extra` is
 /// appended to the `[inference]` section.

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use batos_kernel::tiny_model::{encode, SPECIALS};
+use batos_cognition::tiny_model::{encode, SPECIALS};
 use safetensors::SafeTensors;
 
 /// A row-major matrix: `rows` outputs of `cols` inputs.

@@ -13,6 +13,15 @@ pub enum ObjRef {
     Root(String),
 }
 
+impl std::fmt::Display for ObjRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjRef::Oid(oid) => write!(f, "{oid}"),
+            ObjRef::Root(name) => f.write_str(name),
+        }
+    }
+}
+
 /// A decoded command with its validated fields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -107,6 +116,36 @@ impl Command {
             Command::StartCycle { .. } => "start_cycle",
             Command::GetCycle { .. } => "get_cycle",
             Command::Snapshot => "snapshot",
+        }
+    }
+
+    /// The object the command is addressed to, if it names one.
+    pub fn target(&self) -> Option<&ObjRef> {
+        match self {
+            Command::GetFullState { oid } => oid.as_ref(),
+            Command::Clone { oid }
+            | Command::GetSlot { oid, .. }
+            | Command::SetSlot { oid, .. }
+            | Command::RemoveSlot { oid, .. }
+            | Command::Send { oid, .. }
+            | Command::CreateMethod { oid, .. } => Some(oid),
+            Command::SearchMemory { related, .. } => related.as_ref(),
+            Command::GetCycle { cycle } => Some(cycle),
+            _ => None,
+        }
+    }
+
+    /// The selector (`send`, `create_method`) or slot (`get_slot`,
+    /// `set_slot`, `remove_slot`) the command names.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            Command::Send { selector, .. } | Command::CreateMethod { selector, .. } => {
+                Some(selector)
+            }
+            Command::GetSlot { slot, .. }
+            | Command::SetSlot { slot, .. }
+            | Command::RemoveSlot { slot, .. } => Some(slot),
+            _ => None,
         }
     }
 

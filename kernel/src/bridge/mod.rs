@@ -16,11 +16,12 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Reg
 use rmpv::Value;
 use tmq::{AsZmqSocket, Multipart};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::cmd::{self, Context};
 use crate::config::BridgeConfig;
 use crate::error::KernelError;
-use crate::protocol::{decode_request, encode_reply, ErrorCode, WireError};
+use crate::protocol::{decode_request, encode_reply, Command, ErrorCode, WireError};
 
 /// Metrics label for bodies that named no known command.
 const INVALID: &str = "invalid";
@@ -272,7 +273,8 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
     state.metrics.inflight.set(state.inflight.get() as i64);
     let ctx = state.ctx.clone();
     let command = request.command;
-    let mut work = Box::pin(async move { cmd::execute(&ctx, command).await });
+    let span = request_span(&command, &envelope);
+    let mut work = Box::pin(async move { cmd::execute(&ctx, command).await }.instrument(span));
     // Poll once here, so each request reaches its object's mailbox in the
     // order it arrived; finish in the background only if it has to wait.
     match futures::poll!(work.as_mut()) {
@@ -291,4 +293,33 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
             });
         }
     }
+}
+
+/// The span a request runs in, across the bridge, its object's actor, the
+/// sandbox and I/O threads and the committer. At `debug` level under the
+/// `batos::request` target (`RUST_LOG=info,batos::request=debug`), so the
+/// request path pays for it only when someone looks; the fields are filled
+/// in only then.
+fn request_span(command: &Command, envelope: &Multipart) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::debug_span!(
+        target: "batos::request",
+        "request",
+        command = command.name(),
+        peer = Empty,
+        oid = Empty,
+        member = Empty,
+    );
+    if !span.is_disabled() {
+        if let Some(identity) = envelope.iter().next() {
+            span.record("peer", hex::encode(&identity[..]));
+        }
+        if let Some(target) = command.target() {
+            span.record("oid", tracing::field::display(target));
+        }
+        if let Some(member) = command.member() {
+            span.record("member", member);
+        }
+    }
+    span
 }

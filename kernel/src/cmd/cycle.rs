@@ -1,6 +1,6 @@
 //! `start_cycle` and `get_cycle`: cognitive cycles.
 
-use batos_actors::value::make_ref;
+use batos_object::value::make_ref;
 use rmpv::Value;
 
 use super::{resolve, wire_error, Context};

@@ -1,6 +1,6 @@
 //! `infer` and `list_experts`: the cognitive core.
 
-use batos_actors::inference::Inference;
+use batos_cognition::inference::Inference;
 use rmpv::Value;
 
 use super::{subsystems, wire_error, Context};

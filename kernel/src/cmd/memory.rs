@@ -1,7 +1,7 @@
 //! `ingest` and `search_memory`: the knowledge catalog.
 
-use batos_actors::memory::{Catalog, Document, EntryKind, Hit, SearchQuery};
 use batos_actors::ActorError;
+use batos_memory::{Catalog, Document, EntryKind, Hit, SearchQuery};
 use rmpv::Value;
 
 use super::{resolve, wire_error, Context};

@@ -17,11 +17,11 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use batos_actors::inference::experts::ExpertManager;
-use batos_actors::inference::Cognition;
-use batos_actors::memory::Catalog;
-use batos_actors::orchestration::Orchestrator;
 use batos_actors::{ActorError, ObjectSpace, Oid};
+use batos_cognition::inference::experts::ExpertManager;
+use batos_cognition::inference::Cognition;
+use batos_cognition::orchestration::Orchestrator;
+use batos_memory::Catalog;
 use rmpv::Value;
 
 use crate::protocol::{Command, ErrorCode, ObjRef, WireError};

@@ -17,8 +17,8 @@ use anyhow::Context as _;
 use rmpv::Value;
 
 use crate::bridge::events::{TOPIC_CYCLE, TOPIC_STATE};
-use crate::client::Client;
 use crate::protocol::ErrorCode;
+use batos_client::Client;
 
 /// Most summaries followed up a chain (guards against cycles and very deep trees).
 const MAX_CHAIN: usize = 32;
@@ -383,10 +383,10 @@ pub fn target_value(target: &str) -> Value {
 // Parsing results
 // ---------------------------------------------------------------------------
 
-pub use batos_actors::value::map_field as field;
+pub use batos_object::value::map_field as field;
 
 /// The oid of a reference `{"$ref": oid}`.
-pub use batos_actors::value::as_ref as ref_oid;
+pub use batos_object::value::as_ref as ref_oid;
 
 /// The first reference in a value: the value itself, or (depth first)
 /// inside its arrays and maps.
@@ -761,7 +761,7 @@ fn listen(socket: zmq::Socket, tx: Sender<FeedItem>, stop: Arc<AtomicBool>, star
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batos_actors::value::string_map;
+    use batos_object::value::string_map;
 
     fn oref(oid: u64) -> Value {
         string_map(vec![("$ref", Value::from(oid))])

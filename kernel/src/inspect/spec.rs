@@ -397,7 +397,7 @@ fn clean(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batos_actors::value::string_map;
+    use batos_object::value::string_map;
 
     fn full_ui_code() -> Value {
         string_map(vec![

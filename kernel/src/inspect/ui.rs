@@ -708,7 +708,7 @@ fn write_method(out: &mut String, method: &Value) {
 
 #[cfg(test)]
 mod tests {
-    use batos_actors::value::string_map;
+    use batos_object::value::string_map;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 

@@ -53,8 +53,8 @@ use self::channel::Layout;
 use self::child::{describe, signal_name, Kernel, Ready, Startup};
 use self::instruction::{ManagedConfig, Plan, Policy, Step};
 use self::metrics::StewardMetrics;
-use crate::client::Client;
 use crate::config::{Config, Durability};
+use batos_client::Client;
 
 /// First restart delay; each further failure in the window doubles it.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);

@@ -1,0 +1,22 @@
+//! The method sandbox: the only crate that touches wasmtime.
+//!
+//! - [`abi`]: the method ABI v1 table (`uvm` host functions, signatures,
+//!   status codes).
+//! - [`audit`]: what a module must be to install (wasmparser; every rule
+//!   named).
+//! - [`synthesis`]: doesNotUnderstand's first tier, accessors as WAT.
+//! - [`engine`]: one `Engine` and `Linker`, an `InstancePre` per module
+//!   hash, the pooling allocator, fuel, epoch deadlines, `StoreLimits`, the
+//!   compiled-module cache in the image.
+//! - `host`: the `uvm` functions over the [`MethodHost`] trait, which the
+//!   runtime implements with a message's transaction.
+
+pub mod abi;
+pub mod audit;
+pub mod engine;
+mod host;
+pub mod synthesis;
+
+pub use batos_object::image::module_hash;
+pub use engine::{Sandbox, SandboxLimits};
+pub use host::{frame, Frame, Invoke, MethodFault, MethodHost, Resolved};

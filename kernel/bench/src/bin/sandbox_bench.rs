@@ -1,0 +1,166 @@
+//! In-process benchmark of the method sandbox: instantiate + invoke of a
+//! trivial method, the cost of one scalar host call, and the time to install
+//! a method (WAT → audit → compile). Prints a Markdown table.
+//!
+//!     cargo run --release -p batos-kernel --bin batos-sandbox-bench [-- ITERATIONS]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use batos_object::{Oid, Value};
+use batos_sandbox::audit::{audit, wat_to_wasm, AuditLimits};
+use batos_sandbox::{Invoke, MethodFault, MethodHost, Resolved, Sandbox, SandboxLimits};
+use batos_store::{RocksImage, StoreOptions};
+use parking_lot::Mutex;
+
+/// A host with no transaction behind it: enough for methods that only use
+/// arguments, return values and `arg_count`.
+struct NullHost {
+    sandbox: Arc<Sandbox>,
+}
+
+impl MethodHost for NullHost {
+    fn read_slot(&mut self, _oid: Oid, _name: &str) -> Result<Option<Value>, MethodFault> {
+        Ok(None)
+    }
+    fn write_slot(&mut self, _oid: Oid, _name: &str, _value: Value) -> Result<i32, MethodFault> {
+        Ok(0)
+    }
+    fn resolve(
+        &mut self,
+        _target: Oid,
+        _selector: &str,
+        _args: &[Value],
+    ) -> Result<Resolved, MethodFault> {
+        Ok(Resolved::Status(-6))
+    }
+    fn sandbox(&self) -> Arc<dyn Invoke> {
+        self.sandbox.clone()
+    }
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+}
+
+const TRIVIAL: &str = r#"(module (import "uvm" "return_i64" (func $r (param i64)))
+  (memory (export "memory") 1) (func (export "invoke") (call $r (i64.const 1))))"#;
+
+fn host_loop(calls: bool) -> String {
+    let body = if calls {
+        "(drop (call $n))"
+    } else {
+        "(drop (local.get $i))"
+    };
+    format!(
+        r#"(module (import "uvm" "arg_count" (func $n (result i32)))
+  (memory (export "memory") 1)
+  (func (export "invoke") (local $i i32)
+    (loop $l {body}
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 100000))))))"#
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn measure(iterations: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+    for _ in 0..iterations / 10 {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..iterations)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+fn main() {
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let dir = std::env::temp_dir().join(format!("batos-sandbox-bench-{}", std::process::id()));
+    let image = Arc::new(
+        RocksImage::open(
+            &dir,
+            &StoreOptions {
+                block_cache_bytes: 8 << 20,
+            },
+        )
+        .expect("image"),
+    );
+    let registry = prometheus::Registry::new();
+    let sandbox =
+        Arc::new(Sandbox::new(image, SandboxLimits::default(), &registry).expect("sandbox"));
+    let host: Arc<Mutex<dyn MethodHost>> = Arc::new(Mutex::new(NullHost {
+        sandbox: sandbox.clone(),
+    }));
+    let install = |wat: &str| {
+        let wasm = wat_to_wasm(wat).expect("wat");
+        audit(&wasm, &AuditLimits::default()).expect("audit");
+        let hash = batos_sandbox::module_hash(&wasm);
+        sandbox.prepare(&hash, &wasm).expect("prepare");
+        hash
+    };
+    let call = |hash: &str| {
+        let frame = batos_sandbox::frame(1, "bench", Vec::new(), 0);
+        sandbox
+            .invoke(&host, hash, frame, Instant::now() + Duration::from_secs(60))
+            .expect("invoke")
+    };
+
+    let trivial = install(TRIVIAL);
+    let (invoke_p50, invoke_p99) = measure(iterations, || {
+        call(&trivial);
+    });
+
+    let with_calls = install(&host_loop(true));
+    let without = install(&host_loop(false));
+    let runs = 50;
+    let (loop_calls, _) = measure(runs, || {
+        call(&with_calls);
+    });
+    let (loop_plain, _) = measure(runs, || {
+        call(&without);
+    });
+    let per_call = loop_calls.saturating_sub(loop_plain).as_nanos() as f64 / 100_000.0;
+
+    let mut n = 0u64;
+    let (install_p50, install_p99) = measure(200, || {
+        n += 1;
+        // A different constant each time: a new hash, so a real compile.
+        install(&TRIVIAL.replace("(i64.const 1)", &format!("(i64.const {n})")));
+    });
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "Machine: {} cores, {cpu}\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!("| measurement | p50 | p99 | target |");
+    println!("|---|---|---|---|");
+    println!("| instantiate + invoke, trivial method ({iterations} calls) | {:.2} µs | {:.2} µs | ≤ 10 µs p50 |", us(invoke_p50), us(invoke_p99));
+    println!("| one scalar host call (`arg_count`, from a 100k-call loop minus the same loop without it) | {per_call:.1} ns | | ≤ 50 ns |");
+    println!("| install: WAT → audit → compile (+ compiled-module cache write) | {:.0} µs | {:.0} µs | |", us(install_p50), us(install_p99));
+    drop(sandbox);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1000.0
+}
