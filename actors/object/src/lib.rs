@@ -13,6 +13,8 @@ pub mod image;
 pub mod roots;
 pub mod rules;
 pub mod slot;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod txn;
 pub mod value;
 

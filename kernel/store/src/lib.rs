@@ -307,6 +307,16 @@ mod tests {
     }
 
     #[test]
+    fn the_rocksdb_image_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = std::sync::atomic::AtomicUsize::new(0);
+        batos_object::testing::conformance::run(|| {
+            let n = fresh.fetch_add(1, Ordering::Relaxed);
+            Box::new(open(&dir.path().join(n.to_string())))
+        });
+    }
+
+    #[test]
     fn a_commit_is_read_back_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
