@@ -118,6 +118,8 @@ pub struct Options {
     pub events: Option<String>,
     /// Extra arguments after the others.
     pub args: Vec<String>,
+    /// Extra environment variables (e.g. `RUST_LOG`).
+    pub env: Vec<(String, String)>,
     /// Leave out `--no-first-conversation` (a fresh image then runs display_yourself).
     pub first_conversation: bool,
     /// Run the kernel in a network namespace of its own with only loopback
@@ -212,6 +214,7 @@ fn run_command(root: &Path, opts: &Options) -> Command {
     }
     cmd.args(&opts.args);
     cmd.env("RUST_BACKTRACE", "1");
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
     // The heartbeat writes findings objects on its own schedule; tests that
     // count objects or events must not race it, so only the tests that
     // configure a [heartbeat] get one.

@@ -28,4 +28,5 @@ mod persistence;
 mod reference;
 mod self_upgrade;
 mod smollm2;
+mod spans;
 mod steward;
