@@ -255,10 +255,47 @@ impl Sandbox {
         Ok(self.modules.lock().get(hash).cloned().expect("just linked"))
     }
 
+    fn explain(&self, err: wasmtime::Error, frame: &Frame) -> MethodFault {
+        if let Some(fault) = err.downcast_ref::<MethodFault>() {
+            return fault.clone();
+        }
+        let what = match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => format!(
+                "ran out of fuel (limit {} per call)",
+                self.limits.fuel_per_call
+            ),
+            Some(Trap::Interrupt) => format!(
+                "exceeded the wall-clock limit ({} ms)",
+                self.limits.wall_clock_ms
+            ),
+            Some(Trap::StackOverflow) => "stack overflow (call depth too deep)".to_string(),
+            Some(trap) => format!("trapped: {trap}"),
+            None => {
+                let text = format!("{err:#}");
+                if text.contains("forcing trap when growing memory")
+                    || text.contains("memory minimum size")
+                {
+                    format!(
+                        "exceeded the memory limit ({} bytes)",
+                        self.limits.max_memory_bytes
+                    )
+                } else {
+                    text
+                }
+            }
+        };
+        MethodFault(format!(
+            "method {:?} on object {}: {what}",
+            frame.selector, frame.self_oid
+        ))
+    }
+}
+
+impl Invoke for Sandbox {
     /// Runs a method: a fresh instance, `invoke`, the value it returned.
     /// `deadline` bounds the whole message; nested sends come back through
     /// `host` and run here again one level deeper.
-    pub fn invoke(
+    fn invoke(
         &self,
         host: &Arc<Mutex<dyn MethodHost>>,
         hash: &str,
@@ -313,53 +350,6 @@ impl Sandbox {
                 Err(self.explain(err, store.data().frame()))
             }
         }
-    }
-
-    fn explain(&self, err: wasmtime::Error, frame: &Frame) -> MethodFault {
-        if let Some(fault) = err.downcast_ref::<MethodFault>() {
-            return fault.clone();
-        }
-        let what = match err.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => format!(
-                "ran out of fuel (limit {} per call)",
-                self.limits.fuel_per_call
-            ),
-            Some(Trap::Interrupt) => format!(
-                "exceeded the wall-clock limit ({} ms)",
-                self.limits.wall_clock_ms
-            ),
-            Some(Trap::StackOverflow) => "stack overflow (call depth too deep)".to_string(),
-            Some(trap) => format!("trapped: {trap}"),
-            None => {
-                let text = format!("{err:#}");
-                if text.contains("forcing trap when growing memory")
-                    || text.contains("memory minimum size")
-                {
-                    format!(
-                        "exceeded the memory limit ({} bytes)",
-                        self.limits.max_memory_bytes
-                    )
-                } else {
-                    text
-                }
-            }
-        };
-        MethodFault(format!(
-            "method {:?} on object {}: {what}",
-            frame.selector, frame.self_oid
-        ))
-    }
-}
-
-impl Invoke for Sandbox {
-    fn invoke(
-        &self,
-        host: &Arc<Mutex<dyn MethodHost>>,
-        hash: &str,
-        frame: Frame,
-        deadline: Instant,
-    ) -> Result<Value, MethodFault> {
-        Sandbox::invoke(self, host, hash, frame, deadline)
     }
 }
 

@@ -70,19 +70,14 @@ async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-const COUNTER: &str = r#"(module
-  (import "uvm" "slot_i64" (func $slot_i64 (param i32 i32 i32) (result i32)))
-  (import "uvm" "set_slot_i64" (func $set_slot_i64 (param i32 i32 i64) (result i32)))
-  (import "uvm" "return_i64" (func $return_i64 (param i64)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "count")
-  (func (export "invoke")
-    (local $n i64)
-    (if (i32.eqz (call $slot_i64 (i32.const 0) (i32.const 5) (i32.const 16)))
-      (then (local.set $n (i64.load (i32.const 16)))))
-    (local.set $n (i64.add (local.get $n) (i64.const 1)))
-    (drop (call $set_slot_i64 (i32.const 0) (i32.const 5) (local.get $n)))
-    (call $return_i64 (local.get $n))))"#;
+/// The counter example of `docs/method-abi.md` (the document's examples
+/// are what people copy; here one runs in the runtime).
+fn counter_wat() -> &'static str {
+    const DOC: &str = include_str!("../../../docs/method-abi.md");
+    let start = DOC.find(";; counter:").expect("the counter example");
+    let end = start + DOC[start..].find("```").expect("the end of the example");
+    &DOC[start..end]
+}
 
 /// Writes `count` = 99, then traps.
 const WRITE_THEN_TRAP: &str = r#"(module
@@ -153,7 +148,11 @@ fn a_method_commits_its_writes_and_a_trap_keeps_none() {
     with_space(config(), |space, image| async move {
         let oid = space.create_object(vec![]).await.unwrap();
         space
-            .create_method(oid, "increment".into(), MethodCode::Wat(COUNTER.into()))
+            .create_method(
+                oid,
+                "increment".into(),
+                MethodCode::Wat(counter_wat().into()),
+            )
             .await
             .unwrap();
         for expected in 1..=3 {
@@ -201,7 +200,11 @@ fn concurrent_senders_to_one_object_are_serialised() {
     with_space(config(), |space, _image| async move {
         let oid = space.create_object(vec![]).await.unwrap();
         space
-            .create_method(oid, "increment".into(), MethodCode::Wat(COUNTER.into()))
+            .create_method(
+                oid,
+                "increment".into(),
+                MethodCode::Wat(counter_wat().into()),
+            )
             .await
             .unwrap();
         let sends: Vec<_> = (0..50)
@@ -235,7 +238,7 @@ impl MethodWriter for CounterWriter {
                 request.args.len(),
             ));
             Ok(Arc::new(Candidate {
-                wasm: wat_to_wasm(COUNTER).map_err(ActorError::internal)?,
+                wasm: wat_to_wasm(counter_wat()).map_err(ActorError::internal)?,
                 provenance: Provenance::Model {
                     model: "test-writer".into(),
                     expert: None,

@@ -9,9 +9,12 @@ use crate::slot::{MethodRef, Primitive, Provenance, Slot};
 use crate::txn::{Install, Transaction};
 use crate::value::{make_ref, Oid, Value};
 
+/// One check of the contract, on a fresh image.
+type Check = fn(&dyn Image);
+
 /// Runs every check, each on a fresh image from `fresh`.
 pub fn run(fresh: impl Fn() -> Box<dyn Image>) {
-    let checks: [(&str, fn(&dyn Image)); 9] = [
+    let checks: [(&str, Check); 9] = [
         ("a fresh image is empty", a_fresh_image_is_empty),
         ("a commit is visible with its counters", a_commit_is_visible),
         ("later writes win and removals remove", later_writes_win),
