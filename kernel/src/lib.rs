@@ -10,7 +10,6 @@ pub mod cognitive;
 pub mod config;
 pub mod error;
 pub mod heartbeat;
-pub mod inspect;
 pub mod metrics;
 pub mod self_docs;
 pub use batos_protocol as protocol;

@@ -239,7 +239,8 @@ fn main() {
             let endpoint = cli
                 .endpoint
                 .unwrap_or_else(|| Config::default().bridge.endpoint);
-            match batos_kernel::inspect::run(&endpoint, events.as_deref(), cli.timeout_ms) {
+            let events = events.unwrap_or_else(|| Config::default().bridge.events);
+            match batos_inspect::run(&endpoint, &events, cli.timeout_ms) {
                 Ok(()) => 0,
                 Err(err) => {
                     eprintln!("batos inspect: {err:#}");

@@ -1,6 +1,6 @@
-//! The blocking client of the Synaptic Bridge (a DEALER socket), used by
-//! the `batos` subcommands for people, the inspector, the steward and the
-//! benchmarks.
+//! The blocking client of the Synaptic Bridge (a DEALER socket for
+//! commands, a SUB socket for events), used by the `batos` subcommands for
+//! people, the inspector, the steward and the benchmarks.
 
 use rmpv::Value;
 
@@ -87,6 +87,38 @@ impl Client {
             }
         } else {
             ClientError::Zmq(e)
+        }
+    }
+}
+
+/// A SUB socket on the kernel's events endpoint, subscribed to every topic
+/// (`uvm_state_update`, `cycle_update`).
+pub struct Subscriber {
+    socket: zmq::Socket,
+}
+
+impl Subscriber {
+    /// Connects and subscribes (lazily, as ZeroMQ connects: events
+    /// published before the connection completes are not seen).
+    pub fn connect(endpoint: &str) -> Result<Subscriber, ClientError> {
+        let socket = zmq::Context::new().socket(zmq::SUB)?;
+        socket.set_linger(0)?;
+        socket.set_subscribe(b"")?;
+        socket.connect(endpoint)?;
+        Ok(Subscriber { socket })
+    }
+
+    /// The next event's frames (topic, then body), waiting at most
+    /// `timeout_ms`; `Ok(None)` when none came in that time.
+    pub fn recv(&self, timeout_ms: i64) -> Result<Option<Vec<Vec<u8>>>, ClientError> {
+        match self.socket.poll(zmq::POLLIN, timeout_ms) {
+            Ok(0) | Err(zmq::Error::EINTR) => Ok(None),
+            Ok(_) => match self.socket.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => Ok(Some(frames)),
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => Ok(None),
+                Err(err) => Err(err.into()),
+            },
+            Err(err) => Err(err.into()),
         }
     }
 }

@@ -17,6 +17,11 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// Deepest nesting a request body may have (envelope included).
 pub const MAX_DEPTH: usize = 128;
 
+/// Topic (first frame) of state change events on the events socket.
+pub const TOPIC_STATE: &str = "uvm_state_update";
+/// Topic (first frame) of cognitive cycle events on the events socket.
+pub const TOPIC_CYCLE: &str = "cycle_update";
+
 /// Every error code of protocol v1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {

@@ -9,10 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::protocol::map;
 
-/// Topic of state change events.
-pub const TOPIC_STATE: &str = "uvm_state_update";
-/// Topic of cognitive cycle events.
-pub const TOPIC_CYCLE: &str = "cycle_update";
+pub use crate::protocol::{TOPIC_CYCLE, TOPIC_STATE};
 
 /// One event waiting to be published.
 #[derive(Debug, Clone)]

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rmpv::Value;
 
-use crate::bridge::events::{TOPIC_CYCLE, TOPIC_STATE};
-use crate::protocol::ErrorCode;
-use batos_client::Client;
+use batos_client::{Client, Subscriber};
+use batos_protocol::ErrorCode;
+use batos_protocol::{TOPIC_CYCLE, TOPIC_STATE};
 
 /// Most summaries followed up a chain (guards against cycles and very deep trees).
 const MAX_CHAIN: usize = 32;
@@ -700,13 +700,7 @@ pub struct EventFeed {
 impl EventFeed {
     /// Subscribes to every topic of `endpoint` (the pane filters by topic).
     pub fn connect(endpoint: &str) -> anyhow::Result<EventFeed> {
-        let socket = zmq::Context::new()
-            .socket(zmq::SUB)
-            .context("cannot create a SUB socket")?;
-        socket.set_linger(0)?;
-        socket.set_subscribe(b"")?;
-        socket
-            .connect(endpoint)
+        let socket = Subscriber::connect(endpoint)
             .with_context(|| format!("cannot connect to the events endpoint {endpoint}"))?;
         let (tx, items) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -740,15 +734,11 @@ impl Drop for EventFeed {
     }
 }
 
-fn listen(socket: zmq::Socket, tx: Sender<FeedItem>, stop: Arc<AtomicBool>, started: Instant) {
+fn listen(socket: Subscriber, tx: Sender<FeedItem>, stop: Arc<AtomicBool>, started: Instant) {
     while !stop.load(Ordering::Relaxed) {
-        let item = match socket.poll(zmq::POLLIN, EVENT_POLL_MS) {
-            Ok(0) | Err(zmq::Error::EINTR) => continue,
-            Ok(_) => match socket.recv_multipart(zmq::DONTWAIT) {
-                Ok(frames) => FeedItem::Event(parse_event(&frames, started.elapsed())),
-                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => continue,
-                Err(err) => FeedItem::Error(format!("event feed: {err}")),
-            },
+        let item = match socket.recv(EVENT_POLL_MS) {
+            Ok(None) => continue,
+            Ok(Some(frames)) => FeedItem::Event(parse_event(&frames, started.elapsed())),
             Err(err) => FeedItem::Error(format!("event feed: {err}")),
         };
         let failed = matches!(item, FeedItem::Error(_));

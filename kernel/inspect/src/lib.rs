@@ -8,7 +8,10 @@
 //! - [`source`]: requests on a worker thread, the event feed on another;
 //! - [`ui`]: drawing with ratatui.
 //!
-//! This module owns the terminal: raw mode and the alternate screen are
+//! The only crate that names ratatui. It talks to the kernel only through
+//! `batos-client` (requests and the event subscription).
+//!
+//! This crate owns the terminal: raw mode and the alternate screen are
 //! entered once and always left, on return, on error and on panic.
 
 pub mod app;
@@ -32,18 +35,15 @@ const TICK: Duration = Duration::from_millis(50);
 const EVENTS_PER_TICK: usize = 1000;
 
 /// Runs the inspector against the kernel at `endpoint` (commands) and
-/// `events` (PUB; default: the configured default). Each request waits at
-/// most `timeout_ms` for its reply.
-pub fn run(endpoint: &str, events: Option<&str>, timeout_ms: i32) -> anyhow::Result<()> {
+/// `events_endpoint` (PUB). Each request waits at most `timeout_ms` for its
+/// reply.
+pub fn run(endpoint: &str, events_endpoint: &str, timeout_ms: i32) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("batos inspect is interactive: run it in a terminal");
     }
-    let events_endpoint = events
-        .map(str::to_string)
-        .unwrap_or_else(|| crate::config::Config::default().bridge.events);
     let worker = Worker::start(endpoint, timeout_ms)?;
-    let feed = EventFeed::connect(&events_endpoint)?;
-    let mut app = App::new(endpoint, &events_endpoint);
+    let feed = EventFeed::connect(events_endpoint)?;
+    let mut app = App::new(endpoint, events_endpoint);
     let mut screen = Screen::enter()?;
     let outcome = event_loop(&mut screen.terminal, &mut app, &worker, &feed);
     drop(screen);

@@ -18,7 +18,7 @@ use rmpv::Value;
 use super::app::{App, Input, MemoryPane, ObjectPane};
 use super::source::{field, ref_oid, Detail, EventLine, Hit, HitKind, MethodInfo, ObjectView};
 use super::spec::{Origin, PaneKind};
-use crate::bridge::events::{TOPIC_CYCLE, TOPIC_STATE};
+use batos_protocol::{TOPIC_CYCLE, TOPIC_STATE};
 
 /// Most characters of a snippet drawn.
 const MAX_SNIPPET: usize = 300;
@@ -713,8 +713,8 @@ mod tests {
     use ratatui::Terminal;
 
     use super::*;
-    use crate::inspect::app::Key;
-    use crate::inspect::source::{Request, Response};
+    use crate::app::Key;
+    use crate::source::{Request, Response};
 
     #[test]
     fn values_are_compact() {

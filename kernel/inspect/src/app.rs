@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use crate::bridge::events::TOPIC_STATE;
+use batos_protocol::TOPIC_STATE;
 
 use super::source::{first_ref, Detail, EventLine, Hit, ObjectView, Request, Response};
 use super::spec::{Origin, PaneKind, Spec, SpecError};
@@ -774,7 +774,7 @@ mod tests {
     use rmpv::Value;
 
     use super::*;
-    use crate::inspect::source::HitKind;
+    use crate::source::HitKind;
 
     fn app() -> App {
         let mut app = App::new("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556");

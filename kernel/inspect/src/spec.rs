@@ -18,7 +18,7 @@
 
 use rmpv::Value;
 
-use crate::bridge::events::{TOPIC_CYCLE, TOPIC_STATE};
+use batos_protocol::{TOPIC_CYCLE, TOPIC_STATE};
 
 /// The title when `ui_code` gives none.
 pub const DEFAULT_TITLE: &str = "BAT OS Memory Inspector";
