@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::committer::CommitError;
 use crate::method;
-use crate::space::{ObjectSpace, SendOutcome, SpaceInner};
+use crate::runtime::{ObjectSpace, SpaceInner};
 use crate::table::InUse;
 use crate::writer::{Candidate, MethodRequest};
 use batos_object::delegation::{Visit, Walk};
@@ -24,6 +24,15 @@ use batos_object::value::{make_ref, parse_parents, Oid, Value, PARENT_SLOT};
 use batos_sandbox::abi::status;
 use batos_sandbox::synthesis;
 use batos_sandbox::{Invoke, MethodFault, MethodHost, Resolved};
+
+/// The result of `send`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendOutcome {
+    /// What the method (or data slot) answered.
+    pub value: Value,
+    /// Whether the method was generated for this message.
+    pub generated: bool,
+}
 
 /// Times a message is re-run when a concurrent transaction changed what it read.
 const ATTEMPTS: u32 = 64;

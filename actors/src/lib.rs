@@ -7,7 +7,8 @@
 //! message, which the [`committer`] makes durable (group commit) before
 //! anyone sees it. Methods run in the sandbox (`batos-sandbox`) inside the
 //! message's transaction ([`exec`]); a method nobody has is asked of a
-//! [`MethodWriter`] when one is enabled.
+//! [`MethodWriter`] when one is enabled. `runtime` holds the shared state
+//! and the core services the operations build on; `space` is the façade.
 //!
 //! The object model itself (values, slots, transactions, roots, the
 //! `Image` trait) is `batos-object`; this crate is its runtime.
@@ -20,11 +21,13 @@ pub mod metrics;
 pub mod object;
 mod pool;
 pub mod primitives;
+pub mod runtime;
 pub mod space;
 pub mod stats;
 pub mod table;
 pub mod writer;
 
 pub use batos_object::{ActorError, Changes, Image, ImageError, Oid, Value};
+pub use runtime::MethodWriter;
 pub use space::{ObjectSpace, SpaceConfig};
-pub use writer::{Candidate, MethodRequest, MethodWriter};
+pub use writer::{Candidate, MethodRequest};

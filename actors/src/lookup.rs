@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::space::SpaceInner;
+use crate::runtime::SpaceInner;
 use crate::table::InUse;
 use batos_object::delegation::{Visit, Walk};
 use batos_object::error::ActorError;

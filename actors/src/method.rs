@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::space::SpaceInner;
+use crate::runtime::SpaceInner;
 use batos_object::error::ActorError;
 use batos_object::slot::{MethodRecord, MethodRef, Provenance};
 use batos_object::txn::{Install, Transaction};

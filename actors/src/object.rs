@@ -10,8 +10,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::Instrument;
 
-use crate::space::SpaceInner;
-use crate::table::{InUse, LiveObject};
+use crate::metrics::Metrics;
+use crate::table::{InUse, LiveObject, ObjectTable};
 use batos_object::error::ActorError;
 
 /// A future returned by an object operation.
@@ -22,7 +22,7 @@ pub trait ObjectOp: Send + 'static {
     /// What the operation answers.
     type Output: Send + 'static;
     /// Runs the operation on `receiver`.
-    fn run(self, space: Arc<SpaceInner>, receiver: InUse) -> OpFuture<Self::Output>;
+    fn run(self, receiver: InUse) -> OpFuture<Self::Output>;
 }
 
 /// The actix message carrying an [`ObjectOp`] to the receiver's actor.
@@ -37,23 +37,37 @@ impl<T: ObjectOp> Message for Op<T> {
     type Result = Result<T::Output, ActorError>;
 }
 
+/// What an actor needs to passivate its object when idle.
+pub(crate) struct Passivation {
+    /// An object idle this long is passivated.
+    pub(crate) after_ms: u64,
+    /// How often the actor checks.
+    pub(crate) check_ms: u64,
+    pub(crate) table: Arc<ObjectTable>,
+    pub(crate) metrics: Metrics,
+}
+
+/// The mailbox of a live object's actor, once it has one.
+pub(crate) fn mailbox(live: &LiveObject) -> Option<&Addr<ObjectActor>> {
+    live.mailbox()
+}
+
 /// The actor of one live object.
 pub struct ObjectActor {
     live: Arc<LiveObject>,
-    space: Arc<SpaceInner>,
+    passivation: Arc<Passivation>,
 }
 
 impl ObjectActor {
-    pub(crate) fn new(live: Arc<LiveObject>, space: Arc<SpaceInner>) -> Self {
-        ObjectActor { live, space }
+    pub(crate) fn new(live: Arc<LiveObject>, passivation: Arc<Passivation>) -> Self {
+        ObjectActor { live, passivation }
     }
 
     fn maybe_passivate(&mut self, ctx: &mut Context<Self>) {
-        if self.live.idle_ms() >= self.space.config.passivate_after_ms
-            && self.space.table.remove_if_idle(&self.live)
-        {
+        let p = &self.passivation;
+        if self.live.idle_ms() >= p.after_ms && p.table.remove_if_idle(&self.live) {
             tracing::trace!(oid = self.live.oid, "passivating idle object");
-            self.space.metrics.passivations.inc();
+            p.metrics.passivations.inc();
             ctx.stop();
         }
     }
@@ -63,13 +77,13 @@ impl Actor for ObjectActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.space.metrics.actors_live.inc();
-        let every = Duration::from_millis(self.space.config.passivate_check_ms.max(1));
+        self.passivation.metrics.actors_live.inc();
+        let every = Duration::from_millis(self.passivation.check_ms.max(1));
         ctx.run_interval(every, |act, ctx| act.maybe_passivate(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.space.metrics.actors_live.dec();
+        self.passivation.metrics.actors_live.dec();
     }
 }
 
@@ -77,10 +91,7 @@ impl<T: ObjectOp> Handler<Op<T>> for ObjectActor {
     type Result = AtomicResponse<Self, Result<T::Output, ActorError>>;
 
     fn handle(&mut self, msg: Op<T>, _ctx: &mut Context<Self>) -> Self::Result {
-        let fut = msg
-            .op
-            .run(self.space.clone(), msg.receiver)
-            .instrument(msg.span);
+        let fut = msg.op.run(msg.receiver).instrument(msg.span);
         AtomicResponse::new(Box::pin(fut.into_actor(self)))
     }
 }

@@ -1,17 +1,16 @@
 //! The registry of live objects: which objects are activated, their slots in
 //! memory, and the bookkeeping that lets them passivate safely.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use actix::Addr;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::committer::LiveSet;
-use crate::object::ObjectActor;
 use batos_object::error::ActorError;
 use batos_object::image::StoredObject;
 use batos_object::slot::Slot;
@@ -90,7 +89,9 @@ pub struct LiveObject {
     loaded: watch::Sender<bool>,
     inflight: AtomicUsize,
     last_used_ms: AtomicU64,
-    addr: OnceLock<Addr<ObjectActor>>,
+    /// The actor's mailbox (an `Addr` of the object actor; held as `Any`
+    /// so the table names nothing of the actors).
+    mailbox: OnceLock<Box<dyn Any + Send + Sync>>,
     epoch: Instant,
 }
 
@@ -102,7 +103,7 @@ impl LiveObject {
             loaded: watch::channel(false).0,
             inflight: AtomicUsize::new(0),
             last_used_ms: AtomicU64::new(epoch.elapsed().as_millis() as u64),
-            addr: OnceLock::new(),
+            mailbox: OnceLock::new(),
             epoch,
         }
     }
@@ -179,13 +180,13 @@ impl LiveObject {
         }
     }
 
-    pub(crate) fn set_addr(&self, addr: Addr<ObjectActor>) {
-        let _ = self.addr.set(addr);
+    pub(crate) fn set_mailbox<M: Any + Send + Sync>(&self, mailbox: M) {
+        let _ = self.mailbox.set(Box::new(mailbox));
     }
 
-    /// The object's actor.
-    pub fn addr(&self) -> Option<&Addr<ObjectActor>> {
-        self.addr.get()
+    /// The object's mailbox, as set by its actor's start.
+    pub(crate) fn mailbox<M: Any>(&self) -> Option<&M> {
+        self.mailbox.get()?.downcast_ref()
     }
 
     pub(crate) fn touch(&self) {

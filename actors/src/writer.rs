@@ -1,17 +1,11 @@
-//! doesNotUnderstand's last tier as the runtime sees it: something that
-//! writes a method nobody has. The runtime defines this trait and asks it
-//! when lookup and synthesis find nothing; the cognitive core implements it
-//! with a language model (`batos-cognition`), through the public
-//! [`ObjectSpace`] façade only.
+//! What doesNotUnderstand's last tier is asked and answers: a request for a
+//! method nobody has, and a checked candidate. The runtime asks a
+//! [`crate::MethodWriter`] (defined with the runtime's state, which holds
+//! it) when lookup and synthesis find nothing; the cognitive core answers
+//! with a language model (`batos-cognition`).
 
-use std::sync::Arc;
-
-use batos_object::error::ActorError;
 use batos_object::slot::Provenance;
 use batos_object::value::{Oid, Value};
-use futures::future::BoxFuture;
-
-use crate::space::ObjectSpace;
 
 /// A method written for a message that passed the audit and compiles; the
 /// message's own transaction installs it.
@@ -32,15 +26,4 @@ pub struct MethodRequest {
     pub selector: String,
     /// The message's arguments.
     pub args: Vec<Value>,
-}
-
-/// Writes missing methods (doesNotUnderstand's last tier).
-pub trait MethodWriter: Send + Sync + 'static {
-    /// A checked candidate for `request`, or why none could be written
-    /// (`DoesNotUnderstand`, or `Overloaded` for the client to retry).
-    fn write(
-        self: Arc<Self>,
-        space: ObjectSpace,
-        request: MethodRequest,
-    ) -> BoxFuture<'static, Result<Arc<Candidate>, ActorError>>;
 }
