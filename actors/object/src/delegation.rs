@@ -14,6 +14,7 @@ use crate::value::Oid;
 #[derive(Debug)]
 pub struct Walk {
     receiver: Oid,
+    started: bool,
     stack: Vec<Oid>,
     visited: HashSet<Oid>,
 }
@@ -29,17 +30,24 @@ pub enum Visit<'a, S> {
 impl Walk {
     /// A lookup starting at `receiver`.
     pub fn new(receiver: Oid) -> Self {
+        // Nothing is allocated until the receiver turns out not to hold
+        // the selector: most lookups end there.
         Walk {
             receiver,
-            stack: vec![receiver],
+            started: false,
+            stack: Vec::new(),
             visited: HashSet::new(),
         }
     }
 
     /// The next object to look in, or `None` when the lookup is exhausted.
     pub fn next_object(&mut self) -> Option<Oid> {
+        if !self.started {
+            self.started = true;
+            return Some(self.receiver);
+        }
         while let Some(oid) = self.stack.pop() {
-            if self.visited.insert(oid) {
+            if oid != self.receiver && self.visited.insert(oid) {
                 return Some(oid);
             }
         }
