@@ -22,3 +22,9 @@ pub enum KernelError {
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
+
+impl From<crate::config::ConfigError> for KernelError {
+    fn from(err: crate::config::ConfigError) -> Self {
+        KernelError::Config(err.0)
+    }
+}

@@ -26,45 +26,12 @@ use batos_memory::Catalog;
 use batos_object::value::make_ref;
 use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, IntCounterVec, Opts, Registry};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+pub use crate::config::HeartbeatConfig;
 
 /// Findings kept in `genesis_obj.findings`.
 pub const MAX_FINDINGS: usize = 100;
-
-/// `[heartbeat]`
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HeartbeatConfig {
-    /// Time between beats; 0 turns the heartbeat off.
-    pub interval_ms: u64,
-    /// Time between scheduled checkpoints of the image; 0 turns them off.
-    pub checkpoint_every_ms: u64,
-    /// Scheduled checkpoints kept (older ones are deleted).
-    pub keep_checkpoints: usize,
-    /// Share of trapping calls that rolls a method version back.
-    pub trap_rollback_threshold: f64,
-    /// Calls a version needs (since the last beat) before the rule applies.
-    pub trap_rollback_min_calls: u64,
-    /// Share of requests answered with an error that is recorded as a finding.
-    pub error_rate_threshold: f64,
-    /// Requests (since the last beat) needed before the error rule applies.
-    pub error_rate_min_requests: u64,
-}
-
-impl Default for HeartbeatConfig {
-    fn default() -> Self {
-        HeartbeatConfig {
-            interval_ms: 10_000,
-            checkpoint_every_ms: 3_600_000,
-            keep_checkpoints: 3,
-            trap_rollback_threshold: 0.5,
-            trap_rollback_min_calls: 10,
-            error_rate_threshold: 0.5,
-            error_rate_min_requests: 100,
-        }
-    }
-}
 
 #[derive(Clone)]
 struct HeartbeatMetrics {

@@ -7,14 +7,14 @@ pub mod bridge;
 pub mod cli;
 pub mod cmd;
 pub mod cognitive;
-pub mod config;
+pub use batos_config as config;
 pub mod error;
 pub mod heartbeat;
 pub mod metrics;
 pub mod self_docs;
 pub use batos_protocol as protocol;
 pub mod server;
-pub mod steward;
+pub mod upgrade;
 
 pub use config::Config;
 pub use error::KernelError;

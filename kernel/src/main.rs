@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use batos_kernel::cli::{self, ExitCode, Request};
 use batos_kernel::config::{Config, Durability};
-use batos_kernel::steward::{KernelFlags, StewardError, StewardOptions};
+use batos_steward::{KernelFlags, StewardError, StewardOptions};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -172,7 +172,7 @@ struct StewardArgs {
 /// `batos steward`: its exit status (0 clean, 1 error, 3 crash loop).
 fn steward(endpoint: Option<String>, args: StewardArgs) -> i32 {
     init_tracing("info");
-    match steward_options(endpoint, args).and_then(batos_kernel::steward::run) {
+    match steward_options(endpoint, args).and_then(batos_steward::run) {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("batos steward: {err}");

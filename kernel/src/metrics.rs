@@ -6,6 +6,8 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use batos_metrics_http::{head_complete, http_response, MAX_HEAD};
+
 use crate::error::KernelError;
 
 /// Binds the metrics listener.
@@ -50,14 +52,6 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
     stream.shutdown().await
 }
 
-/// Largest request head a metrics endpoint reads.
-pub const MAX_HEAD: usize = 8 * 1024;
-
-/// Whether `head` holds a whole HTTP request head.
-pub fn head_complete(head: &[u8]) -> bool {
-    head.windows(4).any(|w| w == b"\r\n\r\n")
-}
-
 /// Prometheus text of a registry: content type and body.
 pub fn render(registry: &Registry) -> std::io::Result<(String, Vec<u8>)> {
     let encoder = TextEncoder::new();
@@ -66,37 +60,6 @@ pub fn render(registry: &Registry) -> std::io::Result<(String, Vec<u8>)> {
         .encode(&registry.gather(), &mut body)
         .map_err(std::io::Error::other)?;
     Ok((encoder.format_type().to_string(), body))
-}
-
-/// The whole HTTP/1.1 response to a request head: the rendered metrics for
-/// `GET /metrics`, 404 for anything else. Shared by the kernel's and the
-/// steward's endpoints.
-pub fn http_response(
-    head: &[u8],
-    render: impl FnOnce() -> std::io::Result<(String, Vec<u8>)>,
-) -> std::io::Result<Vec<u8>> {
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) =
-        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-            let (content_type, body) = render()?;
-            ("200 OK", content_type, body)
-        } else {
-            (
-                "404 Not Found",
-                "text/plain".to_string(),
-                b"try GET /metrics\n".to_vec(),
-            )
-        };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    response.extend_from_slice(&body);
-    Ok(response)
 }
 
 /// The address a listener is bound to, for the ready line.

@@ -81,7 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             sandbox_threads: config.sandbox.threads,
         },
         sink.clone(),
-        Arc::new(crate::steward::request::ChannelHooks::new(
+        Arc::new(crate::upgrade::ChannelHooks::new(
             config.kernel.upgrade_channel.clone(),
         )),
         &registry,

@@ -1,4 +1,4 @@
-//! The Synaptic Bridge: the only module that touches ZeroMQ. A ROUTER
+//! The Synaptic Bridge: the kernel's only module that touches ZeroMQ. A ROUTER
 //! socket takes requests (REQ or DEALER clients, pipelined by `id`), a PUB
 //! socket publishes events. Every request gets exactly one reply.
 

@@ -1,11 +1,17 @@
 //! Kernel configuration: built-in defaults, overridden by a TOML file, then by
-//! `BATOS_<SECTION>_<KEY>` environment variables, then by command-line flags.
+//! `BATOS_<SECTION>_<KEY>` environment variables, then by command-line flags
+//! (which the `batos` binary applies). `config/batos.toml` documents every
+//! key with its default; a test proves the two agree.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::KernelError;
+/// Why a configuration could not be read: the file, its TOML, a key or a
+/// value (the message says which).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
 
 /// The whole configuration. `config/batos.toml` documents every key.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -22,7 +28,7 @@ pub struct Config {
     /// The method sandbox and its audit.
     pub sandbox: SandboxConfig,
     /// The autotelic heartbeat.
-    pub heartbeat: crate::heartbeat::HeartbeatConfig,
+    pub heartbeat: HeartbeatConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// Fractal memory (the knowledge catalog).
@@ -300,26 +306,59 @@ const SECTIONS: [&str; 10] = [
     "inference",
 ];
 
+/// `[heartbeat]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// Time between beats; 0 turns the heartbeat off.
+    pub interval_ms: u64,
+    /// Time between scheduled checkpoints of the image; 0 turns them off.
+    pub checkpoint_every_ms: u64,
+    /// Scheduled checkpoints kept (older ones are deleted).
+    pub keep_checkpoints: usize,
+    /// Share of trapping calls that rolls a method version back.
+    pub trap_rollback_threshold: f64,
+    /// Calls a version needs (since the last beat) before the rule applies.
+    pub trap_rollback_min_calls: u64,
+    /// Share of requests answered with an error that is recorded as a finding.
+    pub error_rate_threshold: f64,
+    /// Requests (since the last beat) needed before the error rule applies.
+    pub error_rate_min_requests: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval_ms: 10_000,
+            checkpoint_every_ms: 3_600_000,
+            keep_checkpoints: 3,
+            trap_rollback_threshold: 0.5,
+            trap_rollback_min_calls: 10,
+            error_rate_threshold: 0.5,
+            error_rate_min_requests: 100,
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then the file (if any), then `BATOS_*` environment variables.
-    pub fn load(file: Option<&Path>) -> Result<Config, KernelError> {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| KernelError::Config(format!("reading {}: {e}", path.display())))?;
+                    .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?;
                 toml::from_str::<toml::Table>(&text)
-                    .map_err(|e| KernelError::Config(format!("{}: {e}", path.display())))?
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
             }
             None => toml::Table::new(),
         };
         apply_env(&mut table, std::env::vars())?;
-        Config::deserialize(toml::Value::Table(table))
-            .map_err(|e| KernelError::Config(e.to_string()))
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError(e.to_string()))
     }
 
     /// Parses configuration text (no environment).
-    pub fn from_toml(text: &str) -> Result<Config, KernelError> {
-        toml::from_str(text).map_err(|e| KernelError::Config(e.to_string()))
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
     }
 }
 
@@ -328,7 +367,7 @@ impl Config {
 fn apply_env(
     table: &mut toml::Table,
     vars: impl Iterator<Item = (String, String)>,
-) -> Result<(), KernelError> {
+) -> Result<(), ConfigError> {
     for (name, raw) in vars {
         let Some(rest) = name.strip_prefix("BATOS_") else {
             continue;
@@ -348,7 +387,7 @@ fn apply_env(
             .entry(section.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             .as_table_mut()
-            .ok_or_else(|| KernelError::Config(format!("[{section}] is not a table")))?;
+            .ok_or_else(|| ConfigError(format!("[{section}] is not a table")))?;
         section_table.insert(key.to_string(), value);
     }
     Ok(())
@@ -360,7 +399,7 @@ mod tests {
 
     #[test]
     fn shipped_file_parses_and_equals_defaults() {
-        let text = include_str!("../../config/batos.toml");
+        let text = include_str!("../../../config/batos.toml");
         assert_eq!(Config::from_toml(text).unwrap(), Config::default());
     }
 

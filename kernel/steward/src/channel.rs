@@ -383,7 +383,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::steward::instruction::{parse, Action};
+    use crate::instruction::{parse, Action};
 
     #[test]
     fn instruction_names() {

@@ -28,7 +28,6 @@ mod child;
 mod error;
 pub mod instruction;
 mod metrics;
-pub mod request;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
@@ -53,8 +52,8 @@ use self::channel::Layout;
 use self::child::{describe, signal_name, Kernel, Ready, Startup};
 use self::instruction::{ManagedConfig, Plan, Policy, Step};
 use self::metrics::StewardMetrics;
-use crate::config::{Config, Durability};
 use batos_client::Client;
+use batos_config::{Config, Durability};
 
 /// First restart delay; each further failure in the window doubles it.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);

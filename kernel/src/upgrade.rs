@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use batos_actors::space::SystemHooks;
 use batos_actors::Value;
 
-use super::channel::request_upgrade;
-use super::instruction::{check_id, parse, Instruction};
 use crate::cli::to_json;
+use batos_steward::channel::request_upgrade;
+use batos_steward::instruction::{check_id, parse, Instruction};
 
 /// Submits upgrade requests from inside the image to a channel folder.
 pub struct ChannelHooks {

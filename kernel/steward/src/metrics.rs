@@ -146,15 +146,16 @@ impl StewardMetrics {
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         let mut head = Vec::with_capacity(512);
         let mut buf = [0u8; 1024];
-        while !crate::metrics::head_complete(&head) {
+        while !batos_metrics_http::head_complete(&head) {
             let n = stream.read(&mut buf)?;
-            if n == 0 || head.len() + n > crate::metrics::MAX_HEAD {
+            if n == 0 || head.len() + n > batos_metrics_http::MAX_HEAD {
                 return Ok(());
             }
             head.extend_from_slice(&buf[..n]);
         }
-        let response =
-            crate::metrics::http_response(&head, || self.render().map_err(std::io::Error::other))?;
+        let response = batos_metrics_http::http_response(&head, || {
+            self.render().map_err(std::io::Error::other)
+        })?;
         stream.write_all(&response)?;
         stream.flush()
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::StewardError;
-use crate::config::Config;
+use batos_config::Config;
 
 /// The only instruction format version this steward reads.
 pub const INSTRUCTION_VERSION: u64 = 1;
@@ -521,7 +521,7 @@ mod tests {
         };
         let config = Config::from_toml(text).unwrap();
         assert_eq!(config.sandbox.wall_clock_ms, 3000);
-        assert_eq!(config.store.durability, crate::config::Durability::Buffered);
+        assert_eq!(config.store.durability, batos_config::Durability::Buffered);
         assert!(matches!(&plan.steps[3], Step::RunCommand { name, .. } if name == "compact"));
     }
 
