@@ -21,6 +21,7 @@ use crate::bridge::{self, events::QueueSink, BridgeMetrics, Limits};
 use crate::cmd::Context;
 use crate::config::{Config, Durability};
 use crate::error::KernelError;
+use batos_client::ReadyLine;
 use batos_store::{RocksImage, StoreOptions};
 
 /// Runs the kernel until `shutdown` resolves. Prints one line to stdout
@@ -159,11 +160,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     {
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "batos ready endpoint={} events={} metrics={}",
-            sockets.endpoint, sockets.events, metrics_addr
-        )?;
+        let ready = ReadyLine {
+            endpoint: sockets.endpoint.clone(),
+            events: sockets.events.clone(),
+            metrics: metrics_addr.clone(),
+        };
+        writeln!(out, "{ready}")?;
         out.flush()?;
     }
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -2,9 +2,13 @@
 //! commands, a SUB socket for events), used by the `batos` subcommands for
 //! people, the inspector, the steward and the benchmarks.
 
+mod ready;
+
 use rmpv::Value;
 
 use batos_protocol::{ErrorCode, WireError, PROTOCOL_VERSION};
+
+pub use ready::ReadyLine;
 
 /// Why a call got no reply.
 #[derive(Debug, thiserror::Error)]

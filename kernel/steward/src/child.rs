@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use batos_client::ReadyLine;
 use crossbeam_channel::Sender;
 
 use super::error::StewardError;
@@ -17,38 +18,8 @@ const MAX_LINE: u64 = 64 * 1024;
 /// How long a kernel may take to disappear after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
-/// What the kernel's ready line says (`batos ready endpoint=... events=... metrics=...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ready {
-    /// The commands endpoint actually bound.
-    pub endpoint: String,
-    /// The events endpoint actually bound.
-    pub events: String,
-    /// The metrics address, or `off`.
-    pub metrics: String,
-}
-
-/// Parses the kernel's ready line; `None` for any other line.
-pub fn parse_ready_line(line: &str) -> Option<Ready> {
-    let mut words = line.split_whitespace();
-    if words.next() != Some("batos") || words.next() != Some("ready") {
-        return None;
-    }
-    let mut ready = Ready {
-        endpoint: String::new(),
-        events: String::new(),
-        metrics: String::new(),
-    };
-    for word in words {
-        match word.split_once('=') {
-            Some(("endpoint", v)) => ready.endpoint = v.to_string(),
-            Some(("events", v)) => ready.events = v.to_string(),
-            Some(("metrics", v)) => ready.metrics = v.to_string(),
-            _ => {}
-        }
-    }
-    (!ready.endpoint.is_empty()).then_some(ready)
-}
+/// What the kernel's ready line says.
+pub type Ready = ReadyLine;
 
 /// How an exit status reads in logs and records.
 pub fn describe(status: ExitStatus) -> String {
@@ -279,7 +250,7 @@ fn forward_stdout(stdout: ChildStdout, generation: u64, tx: Sender<Event>) {
                 if !announced {
                     if let Some(ready) = std::str::from_utf8(&line)
                         .ok()
-                        .and_then(|l| parse_ready_line(l.trim_end()))
+                        .and_then(|l| ReadyLine::parse(l.trim_end()))
                     {
                         announced = true;
                         let _ = tx.send(Event::Ready { generation, ready });
@@ -393,20 +364,6 @@ fn wait_exit(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ready_lines_parse() {
-        let ready = parse_ready_line(
-            "batos ready endpoint=tcp://127.0.0.1:5555 events=tcp://127.0.0.1:5556 metrics=off",
-        )
-        .unwrap();
-        assert_eq!(ready.endpoint, "tcp://127.0.0.1:5555");
-        assert_eq!(ready.events, "tcp://127.0.0.1:5556");
-        assert_eq!(ready.metrics, "off");
-        assert_eq!(parse_ready_line("batos ready"), None);
-        assert_eq!(parse_ready_line("batos steward ready endpoint=x"), None);
-        assert_eq!(parse_ready_line("something else"), None);
-    }
 
     #[test]
     fn exit_statuses_read_well() {

@@ -247,13 +247,12 @@ impl Kernel {
 
 /// Parse `batos ready endpoint=tcp://127.0.0.1:PORT events=... metrics=...`.
 pub(crate) fn parse_ready(line: &str, at: Instant) -> Result<Ready> {
-    let endpoint = line
-        .split_whitespace()
-        .filter_map(|tok| tok.split_once('='))
-        .find(|(k, _)| *k == "endpoint")
-        .map(|(_, v)| v.to_string())
-        .with_context(|| format!("ready line without endpoint=: {line:?}"))?;
-    Ok(Ready { at, endpoint })
+    let ready = batos_client::ReadyLine::parse(line)
+        .with_context(|| format!("not a ready line with endpoint=: {line:?}"))?;
+    Ok(Ready {
+        at,
+        endpoint: ready.endpoint,
+    })
 }
 
 /// Notes to attach to a row about how the kernel stopped.

@@ -47,11 +47,9 @@ impl Kernel {
             .context("starting batos")?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let endpoint = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("endpoint="))
+        let endpoint = batos_client::ReadyLine::parse(&line)
             .with_context(|| format!("no ready line from batos (got {line:?})"))?
-            .to_string();
+            .endpoint;
         Ok(Kernel {
             child,
             endpoint,
