@@ -578,3 +578,47 @@ fn a_burst_beyond_max_inflight_is_overloaded() {
     }
     c.ping();
 }
+
+/// One `create_object` whose `slots` map has 200,000 keys and then one of
+/// them again is refused, and a second client is answered while it is in
+/// the kernel. The duplicate checks (the decoder's and the value rules')
+/// used to scan every earlier key, so this one request held the bridge's
+/// task, and every client, for far longer than a reply may take.
+#[test]
+fn many_slots_with_one_repeated_are_refused_without_stalling_other_clients() {
+    let k = Kernel::start();
+    let (attacker, other) = (k.dealer(), k.dealer());
+    let mut slots: Vec<(Value, Value)> = (0..200_000)
+        .map(|i| (s(&format!("slot{i}")), Value::from(i)))
+        .collect();
+    slots.push((s("slot0"), Value::Nil));
+    let body = encode_request(
+        "create_object",
+        Some(&Value::from(1)),
+        &[("slots", Value::Map(slots))],
+    );
+    attacker.send_body(&body);
+    other.ok("ping", &[]);
+    let reply = attacker.recv_reply();
+    reply.assert_error("bad_request");
+    let (_, message) = reply.outcome.unwrap_err();
+    assert!(message.contains("\"slot0\" given twice"), "{message}");
+
+    // A nested map value with many keys and one repeated: the value rules'
+    // check, the same way.
+    let o = other.create(&[]);
+    let mut map: Vec<(Value, Value)> = (0..200_000)
+        .map(|i| (s(&format!("k{i}")), Value::from(i)))
+        .collect();
+    map.push((s("k0"), Value::Nil));
+    let message = other.expect_err(
+        "set_slot",
+        &[
+            ("oid", Value::from(o)),
+            ("slot", s("big")),
+            ("value", Value::Map(map)),
+        ],
+        "bad_request",
+    );
+    assert!(message.contains("duplicate map key \"k0\""), "{message}");
+}

@@ -2,6 +2,8 @@
 //! method, written once: string map keys, no extension types, reserved `$`
 //! shapes, `$ref` normalisation (root names resolved), and `parent*`'s shape.
 
+use std::collections::HashSet;
+
 use crate::roots::Roots;
 use crate::value::{kind, make_ref, parse_parents, Oid, Value, METHOD_KEY, PARENT_SLOT, REF_KEY};
 
@@ -43,6 +45,9 @@ fn prepare_map(entries: Vec<(Value, Value)>, roots: &Roots) -> Result<Value, Str
         }
     }
     let mut out = Vec::with_capacity(entries.len());
+    // Linear, not a scan of `out` per key: one map with many keys must not
+    // cost its writer (or a method's wall clock) quadratic time.
+    let mut seen = HashSet::with_capacity(entries.len());
     for (k, v) in entries {
         let key = match k {
             Value::String(s) => s
@@ -50,10 +55,7 @@ fn prepare_map(entries: Vec<(Value, Value)>, roots: &Roots) -> Result<Value, Str
                 .ok_or_else(|| "map key is not valid UTF-8".to_string())?,
             other => return Err(format!("map keys must be strings, got {}", kind(&other))),
         };
-        if out
-            .iter()
-            .any(|(existing, _): &(Value, Value)| existing.as_str() == Some(&key))
-        {
+        if !seen.insert(key.clone()) {
             return Err(format!("duplicate map key {key:?}"));
         }
         out.push((Value::from(key), prepare_input(v, roots)?));

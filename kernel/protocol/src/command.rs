@@ -1,5 +1,7 @@
 //! The commands of protocol v1 and their fields, decoded and type-checked.
 
+use std::collections::HashSet;
+
 use rmpv::Value;
 
 use super::{kind, ErrorCode, WireError};
@@ -381,9 +383,12 @@ fn slot_map(v: &Value) -> Result<Vec<(String, Value)>, String> {
     match v {
         Value::Map(entries) => {
             let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+            // Linear: a scan of `out` per slot made one request with many
+            // slots stall the bridge for everyone.
+            let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
             for (k, v) in entries {
                 let name = string(k).map_err(|e| format!("slot name: {e}"))?;
-                if out.iter().any(|(n, _)| *n == name) {
+                if !seen.insert(k.as_str().unwrap_or_default()) {
                     return Err(format!("slot {name:?} given twice"));
                 }
                 out.push((name, v.clone()));
