@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use batos_actors::{ObjectSpace, SpaceConfig};
 use batos_cognition::inference::for_memory::{ModelCounter, ModelSummarizer};
@@ -141,7 +141,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let listener = crate::metrics::bind(&config.metrics.listen).await?;
         let addr = crate::metrics::local_addr(&listener);
         Some((
-            actix::spawn(crate::metrics::serve(listener, registry.clone())),
+            actix::spawn(crate::metrics::serve(
+                listener,
+                registry.clone(),
+                crate::metrics::ServeLimits {
+                    max_connections: config.metrics.max_connections,
+                    header_timeout: Duration::from_millis(config.metrics.header_timeout_ms),
+                },
+            )),
             addr,
         ))
     };

@@ -192,3 +192,30 @@ fn promtool_accepts_the_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Connections that never send a request head are closed after the header
+/// timeout, and at most `max_connections` are held at once (the rest wait
+/// in the backlog), so idle or slow clients cannot pin the endpoint or the
+/// kernel's file descriptors; a scrape still gets through.
+#[test]
+fn idle_metrics_connections_are_closed_and_capped() {
+    use std::io::Read;
+    let k = Kernel::start_with(Options::config(
+        "[metrics]\nmax_connections = 2\nheader_timeout_ms = 300\n",
+    ));
+    let idle: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&k.metrics).expect("connect"))
+        .collect();
+    for (i, mut stream) in idle.into_iter().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let n = stream
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("idle connection {i} was not closed: {e}"));
+        assert_eq!(n, 0, "idle connection {i} got bytes instead of a close");
+    }
+    let m = k.scrape();
+    assert!(m.types.contains_key("batos_actors_live"));
+}

@@ -193,12 +193,19 @@ impl Default for SandboxConfig {
 pub struct MetricsConfig {
     /// `HOST:PORT` of the Prometheus endpoint (`/metrics`); empty disables it.
     pub listen: String,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a connection has to send its whole request head before it is
+    /// closed.
+    pub header_timeout_ms: u64,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             listen: "127.0.0.1:9464".into(),
+            max_connections: 16,
+            header_timeout_ms: 5_000,
         }
     }
 }
