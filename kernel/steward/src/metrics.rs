@@ -15,6 +15,10 @@ use super::error::StewardError;
 /// A scraper that stalls longer than this is dropped.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Pause after a failed `accept` (no descriptor left, say), so the loop
+/// waits instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// The steward's metrics (cheap to clone: the handles are shared).
 #[derive(Clone)]
 pub(crate) struct StewardMetrics {
@@ -133,7 +137,10 @@ impl StewardMetrics {
                                 tracing::debug!(error = %err, "steward metrics scrape failed");
                             }
                         }
-                        Err(err) => tracing::warn!(error = %err, "accepting a steward metrics connection failed"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "accepting a steward metrics connection failed");
+                            std::thread::sleep(ACCEPT_BACKOFF);
+                        }
                     }
                 }
             })
@@ -142,11 +149,21 @@ impl StewardMetrics {
     }
 
     fn answer(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        // One deadline for the whole head: a client trickling a byte at a
+        // time must not hold the (sequential) endpoint longer than that.
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         let mut head = Vec::with_capacity(512);
         let mut buf = [0u8; 1024];
         while !batos_metrics_http::head_complete(&head) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no request head in time",
+                ));
+            }
+            stream.set_read_timeout(Some(left))?;
             let n = stream.read(&mut buf)?;
             if n == 0 || head.len() + n > batos_metrics_http::MAX_HEAD {
                 return Ok(());
