@@ -23,7 +23,7 @@ use batos_object::txn::Transaction;
 use batos_object::value::{make_ref, parse_parents, Oid, Value, PARENT_SLOT};
 use batos_sandbox::abi::status;
 use batos_sandbox::synthesis;
-use batos_sandbox::{Invoke, MethodFault, MethodHost, Resolved};
+use batos_sandbox::{Invoke, LogBudget, MethodFault, MethodHost, Resolved};
 
 /// The result of `send`.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +134,7 @@ fn run_top(
         tx: Transaction::new(),
         pinned: HashMap::new(),
         deadline,
+        log_budget: LogBudget::default(),
     }));
     let mut generated = false;
     let mut method_at: Option<(Oid, u32)> = None;
@@ -197,6 +198,7 @@ pub(crate) struct TxCtx {
     tx: Transaction,
     pinned: HashMap<Oid, InUse>,
     deadline: Instant,
+    log_budget: LogBudget,
 }
 
 impl TxCtx {
@@ -501,5 +503,9 @@ impl MethodHost for TxCtx {
 
     fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    fn log_budget(&mut self) -> &mut LogBudget {
+        &mut self.log_budget
     }
 }

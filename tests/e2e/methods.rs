@@ -696,3 +696,51 @@ fn concurrent_transactions_across_objects_lose_no_update() {
         "no increment of b was lost"
     );
 }
+
+/// A method's `log` lines are escaped (a newline cannot forge a log line)
+/// and a message writes at most 16 of them, then one saying the rest were
+/// dropped, however often the method calls `log`.
+#[test]
+fn method_logs_are_escaped_and_bounded_per_message() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install_wat(
+        &c,
+        o,
+        "chatter",
+        r#"(module
+  (import "uvm" "log" (func $log (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "chatter\0aINFO forged kernel line")
+  (func (export "invoke")
+    (local $i i32)
+    (loop $again
+      (call $log (i32.const 0) (i32.const 31))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))))"#,
+    );
+    c.send_value(o, "chatter", vec![]);
+    let log = k.log_tail();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("method log:")).collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("chatter\\nINFO forged"))
+            .count(),
+        16,
+        "{log}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("further lines of this message dropped"))
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("INFO forged")),
+        "a guest's newline started a log line:\n{log}"
+    );
+}

@@ -133,6 +133,45 @@ pub trait MethodHost: Send {
     fn sandbox(&self) -> Arc<dyn Invoke>;
     /// When the whole message must be done.
     fn deadline(&self) -> Instant;
+    /// What the message may still log (one budget for every method it runs).
+    fn log_budget(&mut self) -> &mut LogBudget;
+}
+
+/// Bytes of one `log` line that reach the log; the rest is cut.
+pub const MAX_LOG_LINE_BYTES: usize = 1024;
+
+/// `log` lines one message may write; later ones are dropped (once noted).
+pub const MAX_LOG_LINES: u32 = 16;
+
+/// How many `log` lines a message has written, so a method looping over
+/// `log` cannot flood the kernel's log.
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    lines: u32,
+}
+
+impl LogBudget {
+    /// Counts one line; `Some(true)` to write it, `Some(false)` to write
+    /// that the rest are dropped, `None` once that was said.
+    fn take(&mut self) -> Option<bool> {
+        self.lines = self.lines.saturating_add(1);
+        match self.lines {
+            n if n <= MAX_LOG_LINES => Some(true),
+            n if n == MAX_LOG_LINES + 1 => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// A guest's log text as one safe line: invalid UTF-8 replaced, control
+/// characters (newlines included) escaped, cut at [`MAX_LOG_LINE_BYTES`].
+fn log_line(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MAX_LOG_LINE_BYTES)];
+    let mut line: String = String::from_utf8_lossy(cut).escape_debug().collect();
+    if bytes.len() > MAX_LOG_LINE_BYTES {
+        line.push_str(&format!("... ({} bytes in all)", bytes.len()));
+    }
+    line
 }
 
 type Result<T> = std::result::Result<T, wasmtime::Error>;
@@ -383,12 +422,30 @@ pub(crate) fn define(linker: &mut Linker<Guest>) -> Result<()> {
             }
         },
     )?;
-    linker.func_wrap(m, "log", |mut caller: Caller<'_, Guest>, p: i32, l: i32| -> Result<()> {
-        let bytes = read_bytes(&mut caller, p, l)?;
-        let frame = &caller.data().frame;
-        tracing::info!(oid = frame.self_oid, selector = %frame.selector, "method log: {}", String::from_utf8_lossy(&bytes));
-        Ok(())
-    })?;
+    linker.func_wrap(
+        m,
+        "log",
+        |mut caller: Caller<'_, Guest>, p: i32, l: i32| -> Result<()> {
+            let bytes = read_bytes(&mut caller, p, l)?;
+            let verdict = host(&caller).lock().log_budget().take();
+            let frame = &caller.data().frame;
+            match verdict {
+                Some(true) => tracing::info!(
+                    oid = frame.self_oid,
+                    selector = %frame.selector,
+                    "method log: {}",
+                    log_line(&bytes)
+                ),
+                Some(false) => tracing::info!(
+                    oid = frame.self_oid,
+                    selector = %frame.selector,
+                    "method log: further lines of this message dropped (limit {MAX_LOG_LINES})"
+                ),
+                None => {}
+            }
+            Ok(())
+        },
+    )?;
     linker.func_wrap(
         m,
         "arg_msgpack",
@@ -501,5 +558,31 @@ fn send(
             let value = sandbox.invoke(&host, &hash, frame, deadline)?;
             Ok(Ok(value))
         }
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_escaped_and_cut() {
+        assert_eq!(log_line(b"plain"), "plain");
+        assert_eq!(log_line(b"two\nlines\x1b[31m"), "two\\nlines\\u{1b}[31m");
+        let long = vec![b'a'; MAX_LOG_LINE_BYTES + 10];
+        let line = log_line(&long);
+        assert!(line.starts_with(&"a".repeat(MAX_LOG_LINE_BYTES)));
+        assert!(line.ends_with(&format!("({} bytes in all)", MAX_LOG_LINE_BYTES + 10)));
+    }
+
+    #[test]
+    fn a_message_logs_a_bounded_number_of_lines() {
+        let mut budget = LogBudget::default();
+        for _ in 0..MAX_LOG_LINES {
+            assert_eq!(budget.take(), Some(true));
+        }
+        assert_eq!(budget.take(), Some(false));
+        assert_eq!(budget.take(), None);
+        assert_eq!(budget.take(), None);
     }
 }

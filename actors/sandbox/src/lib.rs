@@ -19,4 +19,7 @@ pub mod synthesis;
 
 pub use batos_object::image::module_hash;
 pub use engine::{Sandbox, SandboxLimits};
-pub use host::{frame, Frame, Invoke, MethodFault, MethodHost, Resolved};
+pub use host::{
+    frame, Frame, Invoke, LogBudget, MethodFault, MethodHost, Resolved, MAX_LOG_LINES,
+    MAX_LOG_LINE_BYTES,
+};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use batos_object::{Oid, Value};
 use batos_sandbox::audit::{audit, wat_to_wasm, AuditLimits};
-use batos_sandbox::{Invoke, MethodFault, MethodHost, Resolved, Sandbox, SandboxLimits};
+use batos_sandbox::{Invoke, LogBudget, MethodFault, MethodHost, Resolved, Sandbox, SandboxLimits};
 use batos_store::{RocksImage, StoreOptions};
 use parking_lot::Mutex;
 
@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 /// arguments, return values and `arg_count`.
 struct NullHost {
     sandbox: Arc<Sandbox>,
+    log_budget: LogBudget,
 }
 
 impl MethodHost for NullHost {
@@ -39,6 +40,9 @@ impl MethodHost for NullHost {
     }
     fn deadline(&self) -> Instant {
         Instant::now() + Duration::from_secs(60)
+    }
+    fn log_budget(&mut self) -> &mut LogBudget {
+        &mut self.log_budget
     }
 }
 
@@ -100,6 +104,7 @@ fn main() {
         Arc::new(Sandbox::new(image, SandboxLimits::default(), &registry).expect("sandbox"));
     let host: Arc<Mutex<dyn MethodHost>> = Arc::new(Mutex::new(NullHost {
         sandbox: sandbox.clone(),
+        log_budget: LogBudget::default(),
     }));
     let install = |wat: &str| {
         let wasm = wat_to_wasm(wat).expect("wat");
