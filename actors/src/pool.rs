@@ -32,7 +32,7 @@ impl Pool {
                 .stack_size(stack_bytes)
                 .spawn(move || {
                     while let Ok(job) = rx.recv() {
-                        job();
+                        run_contained(job);
                     }
                 })?;
         }
@@ -60,6 +60,44 @@ impl Pool {
             }))
             .map_err(|_| ActorError::internal("the sandbox pool is shut down"))?;
         rx.await
-            .map_err(|_| ActorError::internal("a sandbox thread dropped its job"))
+            .map_err(|_| ActorError::internal("a pool job failed (see the kernel's log)"))
+    }
+}
+
+/// Runs one job, containing a panic: it is logged, the job's caller sees
+/// its reply channel close (an internal error), and the thread goes on
+/// serving. A panicking job must not shrink the pool until nothing runs.
+fn run_contained(job: Job) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string panic".to_string());
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("?"),
+            panic = %what,
+            "a pool job panicked; the thread goes on"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_fails_alone_and_the_pool_keeps_serving() {
+        let pool = Pool::new("test", 1, IO_STACK_BYTES).unwrap();
+        let failed = futures::executor::block_on(pool.run(|| -> u32 { panic!("boom") }));
+        assert!(matches!(failed, Err(ActorError::Internal(_))), "{failed:?}");
+        // The pool's only thread survived the panic.
+        for i in 0..3u32 {
+            assert_eq!(
+                futures::executor::block_on(pool.run(move || i * 2)).unwrap(),
+                i * 2
+            );
+        }
     }
 }

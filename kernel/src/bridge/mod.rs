@@ -6,12 +6,13 @@ pub mod endpoint;
 pub mod events;
 
 use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use rmpv::Value;
 use tmq::{AsZmqSocket, Multipart};
@@ -274,7 +275,14 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
     let ctx = state.ctx.clone();
     let command = request.command;
     let span = request_span(&command, &envelope);
-    let mut work = Box::pin(async move { cmd::execute(&ctx, command).await }.instrument(span));
+    // A panic in a command (a kernel bug) is contained here: the request
+    // gets an `internal` error, its in-flight slot is released, and the
+    // bridge's task, which serves every client, goes on.
+    let mut work = Box::pin(
+        AssertUnwindSafe(async move { cmd::execute(&ctx, command).await }.instrument(span))
+            .catch_unwind()
+            .map(|outcome| outcome.unwrap_or_else(|panic| Err(panicked(name, panic)))),
+    );
     // Poll once here, so each request reaches its object's mailbox in the
     // order it arrived; finish in the background only if it has to wait.
     match futures::poll!(work.as_mut()) {
@@ -293,6 +301,20 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
             });
         }
     }
+}
+
+/// The reply to a command that panicked, logged with what the panic said.
+fn panicked(command: &str, panic: Box<dyn std::any::Any + Send>) -> WireError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".to_string());
+    tracing::error!(command, panic = %what, "a command panicked; the request fails, the bridge goes on");
+    WireError::new(
+        ErrorCode::Internal,
+        format!("{command} failed inside the kernel (see its log)"),
+    )
 }
 
 /// The span a request runs in, across the bridge, its object's actor, the
