@@ -875,12 +875,21 @@ impl Worker {
             }
             self.sources.insert(name, info);
         }
-        if let Err(err) = indexed {
-            tracing::error!(error = %err, "indexing an ingest batch failed; rebuilding the index from the image");
-            if let Err(err) = self.rebuild_index() {
-                tracing::error!(error = %err, "rebuilding the memory index failed");
+        // A reply means durable *and* searchable: when neither the commit
+        // nor a rebuild made the batch searchable, say so instead of ok.
+        let searchable = match indexed {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                tracing::error!(error = %err, "indexing an ingest batch failed; rebuilding the index from the image");
+                self.rebuild_index().map_err(|rebuild| {
+                    tracing::error!(error = %rebuild, "rebuilding the memory index failed");
+                    ActorError::Unavailable(format!(
+                        "the documents are stored but not searchable: indexing failed ({err}) and \
+                         so did rebuilding the index ({rebuild}); it is rebuilt at the next start"
+                    ))
+                })
             }
-        }
+        };
         self.metrics.documents.inc_by(documents as u64);
         self.metrics.chunks.inc_by(chunks as u64);
         self.metrics.bytes.inc_by(bytes);
@@ -888,7 +897,7 @@ impl Worker {
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
         for ((_, reply), report) in batch.into_iter().zip(reports) {
-            let _ = reply.send(Ok(report));
+            let _ = reply.send(searchable.clone().map(|()| report));
         }
     }
 
