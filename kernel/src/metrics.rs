@@ -13,6 +13,19 @@ use batos_metrics_http::{head_complete, http_response, MAX_HEAD};
 
 use crate::error::KernelError;
 
+/// Refuses a metrics address other machines can reach unless the
+/// configuration says so: the endpoint has no authentication.
+pub fn check_listen(listen: &str, allow_remote: bool) -> Result<(), KernelError> {
+    let host = listen.rsplit_once(':').map_or(listen, |(host, _port)| host);
+    if allow_remote || crate::bridge::endpoint::is_loopback_host(host) {
+        return Ok(());
+    }
+    Err(KernelError::Refused(format!(
+        "refusing to serve metrics on {listen:?}: it is not a loopback address and the \
+         endpoint has no authentication; set [metrics] allow_remote = true to expose it anyway"
+    )))
+}
+
 /// Binds the metrics listener.
 pub async fn bind(listen: &str) -> Result<TcpListener, KernelError> {
     TcpListener::bind(listen).await.map_err(|e| {
@@ -110,4 +123,26 @@ pub fn render(registry: &Registry) -> std::io::Result<(String, Vec<u8>)> {
 /// The address a listener is bound to, for the ready line.
 pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
     listener.local_addr().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_listen;
+
+    #[test]
+    fn only_loopback_metrics_addresses_unless_allowed() {
+        for ok in ["127.0.0.1:9464", "localhost:0", "[::1]:9464", "127.0.0.2:1"] {
+            assert!(check_listen(ok, false).is_ok(), "{ok}");
+        }
+        for remote in [
+            "0.0.0.0:9464",
+            "[::]:9464",
+            "10.0.0.5:9464",
+            "example.org:80",
+        ] {
+            let err = check_listen(remote, false).unwrap_err().to_string();
+            assert!(err.contains("allow_remote"), "{remote}: {err}");
+            assert!(check_listen(remote, true).is_ok(), "{remote}");
+        }
+    }
 }

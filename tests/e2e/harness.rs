@@ -116,6 +116,8 @@ pub struct Options {
     pub endpoint: Option<String>,
     /// Replaces the default `tcp://127.0.0.1:*` events endpoint.
     pub events: Option<String>,
+    /// Replaces the default `127.0.0.1:0` metrics address.
+    pub metrics: Option<String>,
     /// Extra arguments after the others.
     pub args: Vec<String>,
     /// Extra environment variables (e.g. `RUST_LOG`).
@@ -200,7 +202,8 @@ fn run_command(root: &Path, opts: &Options) -> Command {
         .arg(opts.endpoint.as_deref().unwrap_or(&endpoint));
     cmd.arg("--events")
         .arg(opts.events.as_deref().unwrap_or(&events));
-    cmd.args(["--metrics", "127.0.0.1:0"]);
+    cmd.arg("--metrics")
+        .arg(opts.metrics.as_deref().unwrap_or("127.0.0.1:0"));
     if !opts.first_conversation {
         cmd.arg("--no-first-conversation");
     }

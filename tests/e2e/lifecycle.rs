@@ -138,6 +138,22 @@ fn each_start_binds_fresh_real_ports() {
     assert_ne!(a.endpoint, a.events);
 }
 
+/// The metrics endpoint has no authentication: an address other machines
+/// can reach is refused at start, with what to set to allow it.
+#[test]
+fn a_non_loopback_metrics_address_is_refused_unless_allowed() {
+    for metrics in ["0.0.0.0:0", "[::]:0"] {
+        let opts = Options {
+            metrics: Some(metrics.into()),
+            ..Options::default()
+        };
+        let r = run_expecting_exit(&opts, Duration::from_secs(20));
+        assert_eq!(r.status.code(), Some(1), "{metrics}: {r:?}");
+        assert!(r.stderr.contains("allow_remote"), "{metrics}: {}", r.stderr);
+        assert!(!r.stdout.contains("batos ready"), "{metrics}: {}", r.stdout);
+    }
+}
+
 #[test]
 fn non_loopback_endpoints_are_refused_without_curve() {
     let cases = [

@@ -198,6 +198,9 @@ pub struct MetricsConfig {
     /// Time a connection has to send its whole request head before it is
     /// closed.
     pub header_timeout_ms: u64,
+    /// Serve on an address other machines can reach (the endpoint has no
+    /// authentication); off, such an address is refused at start.
+    pub allow_remote: bool,
 }
 
 impl Default for MetricsConfig {
@@ -206,6 +209,7 @@ impl Default for MetricsConfig {
             listen: "127.0.0.1:9464".into(),
             max_connections: 16,
             header_timeout_ms: 5_000,
+            allow_remote: false,
         }
     }
 }

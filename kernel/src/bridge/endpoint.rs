@@ -21,17 +21,22 @@ pub fn check_local(endpoint: &str) -> Result<(), KernelError> {
         Some((host, _port)) => host,
         None => return refuse("a tcp endpoint needs HOST:PORT"),
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false);
-    if loopback {
+    if is_loopback_host(host) {
         Ok(())
     } else {
         refuse("it is not a loopback address")
     }
+}
+
+/// Whether `host` (a name or an address, IPv6 in brackets or not) is this
+/// machine's loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 #[cfg(test)]
