@@ -155,6 +155,9 @@ struct StewardArgs {
     /// The steward's Prometheus endpoint HOST:PORT ("" disables it).
     #[arg(long, default_value = "127.0.0.1:9465")]
     steward_metrics: String,
+    /// Serve the steward's metrics on a non-loopback address (they have no authentication).
+    #[arg(long)]
+    steward_metrics_allow_remote: bool,
     /// Unexpected kernel exits tolerated within the window; one more stops the steward (status 3).
     #[arg(long, default_value_t = 5)]
     max_restarts: u32,
@@ -201,6 +204,7 @@ fn steward_options(
         channel: args.upgrade_channel,
         allowed_sources: args.allow_sources,
         metrics_listen: args.steward_metrics,
+        metrics_allow_remote: args.steward_metrics_allow_remote,
         max_restarts: args.max_restarts,
         restart_window: Duration::from_secs(args.restart_window_s),
         stop_timeout: Duration::from_secs(args.stop_timeout_s),

@@ -931,3 +931,29 @@ fn sigterm_stops_the_steward_and_the_kernel_cleanly() {
     );
     k.stop();
 }
+
+/// The steward's metrics have no authentication: a non-loopback address
+/// is refused before any kernel starts, naming the flag that allows it.
+#[test]
+fn a_non_loopback_steward_metrics_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(batos_bin());
+    cmd.arg("steward")
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--upgrade-channel")
+        .arg(dir.path().join("channel"))
+        .args(["--steward-metrics", "0.0.0.0:0"])
+        .env_remove("BATOS_CONFIG")
+        .stdin(Stdio::null());
+    die_with_test(&mut cmd);
+    let out = cmd.output().expect("run batos steward");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--steward-metrics-allow-remote"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("ready"), "{stdout}");
+}

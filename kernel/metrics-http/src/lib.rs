@@ -40,3 +40,43 @@ pub fn http_response(
     response.extend_from_slice(&body);
     Ok(response)
 }
+
+/// Whether a `HOST:PORT` listen address is this machine's loopback (a
+/// name or an address, IPv6 in brackets or not). Neither `/metrics`
+/// endpoint has authentication, so each refuses other addresses unless
+/// told otherwise.
+pub fn is_loopback_listen(listen: &str) -> bool {
+    let host = listen.rsplit_once(':').map_or(listen, |(host, _port)| host);
+    is_loopback_host(host)
+}
+
+/// Whether `host` (a name or an address, IPv6 in brackets or not) is this
+/// machine's loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_listen;
+
+    #[test]
+    fn loopback_listen_addresses() {
+        for ok in ["127.0.0.1:9464", "localhost:0", "[::1]:9464", "127.0.0.2:1"] {
+            assert!(is_loopback_listen(ok), "{ok}");
+        }
+        for remote in [
+            "0.0.0.0:9464",
+            "[::]:9464",
+            "10.0.0.5:9464",
+            "example.org:80",
+        ] {
+            assert!(!is_loopback_listen(remote), "{remote}");
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! Which endpoints the bridge may bind: loopback only until CURVE exists.
 
+use batos_metrics_http::is_loopback_host;
+
 use crate::error::KernelError;
 
 /// Refuses endpoints reachable from other machines. `ipc://` and `inproc://`
@@ -26,17 +28,6 @@ pub fn check_local(endpoint: &str) -> Result<(), KernelError> {
     } else {
         refuse("it is not a loopback address")
     }
-}
-
-/// Whether `host` (a name or an address, IPv6 in brackets or not) is this
-/// machine's loopback.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -98,6 +98,9 @@ pub struct StewardOptions {
     pub commands: BTreeMap<String, CommandSpec>,
     /// `HOST:PORT` of the steward's metrics; empty disables them.
     pub metrics_listen: String,
+    /// Serve the steward's metrics on an address other machines can reach
+    /// (they have no authentication); off, such an address is refused.
+    pub metrics_allow_remote: bool,
     /// More unexpected exits than this within `restart_window` stop the steward.
     pub max_restarts: u32,
     /// The crash-loop window.
@@ -121,6 +124,7 @@ impl Default for StewardOptions {
             allowed_sources: Vec::new(),
             commands: BTreeMap::new(),
             metrics_listen: "127.0.0.1:9465".into(),
+            metrics_allow_remote: false,
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(30),
@@ -229,6 +233,16 @@ pub fn run(opts: StewardOptions) -> Result<(), StewardError> {
         allowed.push(canonical);
     }
     let metrics = StewardMetrics::new()?;
+    if !opts.metrics_listen.is_empty()
+        && !opts.metrics_allow_remote
+        && !batos_metrics_http::is_loopback_listen(&opts.metrics_listen)
+    {
+        return Err(StewardError::Usage(format!(
+            "refusing to serve the steward's metrics on {:?}: it is not a loopback address and \
+             the endpoint has no authentication; pass --steward-metrics-allow-remote to expose it anyway",
+            opts.metrics_listen
+        )));
+    }
     let metrics_addr = metrics.serve(&opts.metrics_listen)?;
     let watcher = channel::watch(&layout, tx.clone())?;
     tracing::info!(
