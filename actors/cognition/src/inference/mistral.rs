@@ -349,7 +349,9 @@ impl Engine for MistralEngine {
             build_on_fresh_thread(self.runtime()?.handle().clone(), what, move |runtime| {
                 let base = text_builder(&base_dir, isq, &hub_cache)?;
                 runtime
-                    .block_on(LoraModelBuilder::from_text_model_builder(base, [repo_id]).build())
+                    .block_on(
+                        LoraModelBuilder::from_text_model_builder(base, [repo_id.clone()]).build(),
+                    )
                     .map_err(|e| format!("{e:#}"))
             })?
         };
@@ -530,26 +532,45 @@ async fn special_stop_ids(model: &Model) -> Vec<u32> {
 /// is ready. `build` runs on that thread and blocks on `runtime` itself, so
 /// the load runs there; mistral.rs's `block_in_place` during the build is
 /// allowed because `Handle::block_on` of a multi-thread runtime permits it.
+///
+/// A build that panics is tried again, on a fresh thread, up to
+/// [`BUILD_ATTEMPTS`] times: mistral.rs 0.8.1 `try_lock().unwrap()`s its
+/// pipeline right after starting the engine thread that locks it, which
+/// panics now and then on a loaded machine. A build that fails with an
+/// error is not retried.
 fn build_on_fresh_thread<F>(
     runtime: tokio::runtime::Handle,
     what: String,
     build: F,
 ) -> Result<Model, EngineError>
 where
-    F: FnOnce(&tokio::runtime::Handle) -> Result<Model, String> + Send + 'static,
+    F: Fn(&tokio::runtime::Handle) -> Result<Model, String> + Send + Sync + 'static,
 {
-    let thread = std::thread::Builder::new()
-        .name("batos-mistralrs-build".into())
-        .spawn(move || build(&runtime))
-        .map_err(|e| EngineError::Backend(format!("loading {what}: cannot start a thread: {e}")))?;
-    match thread.join() {
-        Ok(Ok(model)) => Ok(model),
-        Ok(Err(err)) => Err(EngineError::Backend(format!("loading {what}: {err}"))),
-        Err(_) => Err(EngineError::Backend(format!(
-            "loading {what}: mistral.rs panicked (see the log)"
-        ))),
+    let build = Arc::new(build);
+    for attempt in 1..=BUILD_ATTEMPTS {
+        let (build, runtime) = (build.clone(), runtime.clone());
+        let thread = std::thread::Builder::new()
+            .name("batos-mistralrs-build".into())
+            .spawn(move || build(&runtime))
+            .map_err(|e| {
+                EngineError::Backend(format!("loading {what}: cannot start a thread: {e}"))
+            })?;
+        match thread.join() {
+            Ok(Ok(model)) => return Ok(model),
+            Ok(Err(err)) => return Err(EngineError::Backend(format!("loading {what}: {err}"))),
+            Err(_) if attempt < BUILD_ATTEMPTS => {
+                tracing::warn!(what = %what, attempt, "mistral.rs panicked while loading; trying again on a fresh thread");
+            }
+            Err(_) => {}
+        }
     }
+    Err(EngineError::Backend(format!(
+        "loading {what}: mistral.rs panicked (see the log), {BUILD_ATTEMPTS} times"
+    )))
 }
+
+/// Times a model build that panicked is tried (see [`build_on_fresh_thread`]).
+const BUILD_ATTEMPTS: u32 = 3;
 
 /// The builder for a GGUF file (its tokenizer and chat template are read
 /// from the file).
