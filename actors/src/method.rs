@@ -26,13 +26,7 @@ pub(crate) fn prepare_install(
             "{selector:?} cannot name a method"
         )));
     }
-    audit::audit(&wasm, &space.audit_limits)
-        .map_err(|v| ActorError::CovenantViolation(v.to_string()))?;
-    let hash = module_hash(&wasm);
-    space
-        .sandbox
-        .prepare(&hash, &wasm)
-        .map_err(|e| ActorError::CovenantViolation(format!("compile: {e}")))?;
+    let hash = check_module(space, &wasm).map_err(ActorError::CovenantViolation)?;
     let stored = history(space, oid)?
         .into_iter()
         .filter(|(s, _)| s == selector)
@@ -54,6 +48,19 @@ pub(crate) fn prepare_install(
         provenance,
         wasm,
     })
+}
+
+/// What every method passes before it is installed: the audit, then
+/// compilation (cached by the sandbox). Returns the module's hash, or why
+/// it is refused.
+pub(crate) fn check_module(space: &SpaceInner, wasm: &[u8]) -> Result<String, String> {
+    audit::audit(wasm, &space.audit_limits).map_err(|v| v.to_string())?;
+    let hash = module_hash(wasm);
+    space
+        .sandbox
+        .prepare(&hash, wasm)
+        .map_err(|e| format!("compile: {e}"))?;
+    Ok(hash)
 }
 
 /// Every version ever installed on `oid`.

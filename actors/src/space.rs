@@ -20,7 +20,6 @@ use batos_object::slot::{MethodRecord, Primitive, Provenance, Slot};
 use batos_object::txn::Transaction;
 use batos_object::value::{make_ref, Oid, Value, PARENT_SLOT};
 use batos_sandbox::audit;
-use batos_sandbox::module_hash;
 
 /// An object's slots and method history, as `get_full_state` shows them.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,11 +148,7 @@ impl ObjectSpace {
             .pool
             .run(move || {
                 let wasm = audit::wat_to_wasm(&wat).map_err(|v| v.to_string())?;
-                audit::audit(&wasm, &inner.audit_limits).map_err(|v| v.to_string())?;
-                inner
-                    .sandbox
-                    .prepare(&module_hash(&wasm), &wasm)
-                    .map_err(|e| format!("compile: {e}"))?;
+                method::check_module(&inner, &wasm)?;
                 Ok(wasm)
             })
             .await
