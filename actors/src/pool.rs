@@ -5,7 +5,7 @@
 use crossbeam_channel::Sender;
 use tokio::sync::oneshot;
 
-use batos_object::error::ActorError;
+use batos_object::error::{panic_message, ActorError};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -69,11 +69,7 @@ impl Pool {
 /// serving. A panicking job must not shrink the pool until nothing runs.
 fn run_contained(job: Job) {
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string panic".to_string());
+        let what = panic_message(&*panic);
         let thread = std::thread::current();
         tracing::error!(
             thread = thread.name().unwrap_or("?"),

@@ -48,3 +48,13 @@ impl ActorError {
         ActorError::Internal(what.to_string())
     }
 }
+
+/// What a caught panic said (its `&str` or `String` payload), for the log
+/// or an error: the kernel contains panics in pool jobs and commands.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".to_string())
+}

@@ -305,11 +305,7 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
 
 /// The reply to a command that panicked, logged with what the panic said.
 fn panicked(command: &str, panic: Box<dyn std::any::Any + Send>) -> WireError {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic".to_string());
+    let what = batos_object::error::panic_message(&*panic);
     tracing::error!(command, panic = %what, "a command panicked; the request fails, the bridge goes on");
     WireError::new(
         ErrorCode::Internal,

@@ -35,11 +35,7 @@ pub fn run(fresh: impl Fn() -> Box<dyn Image>) {
         let image = fresh();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&*image)));
         if let Err(panic) = outcome {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let why = crate::error::panic_message(&*panic);
             panic!("image conformance: {name}: {why}");
         }
     }
