@@ -9,20 +9,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use batos_metrics_http::{head_complete, http_response, is_loopback_listen, MAX_HEAD};
+use batos_metrics_http::{head_complete, http_response, MAX_HEAD};
 
 use crate::error::KernelError;
 
 /// Refuses a metrics address other machines can reach unless the
 /// configuration says so: the endpoint has no authentication.
 pub fn check_listen(listen: &str, allow_remote: bool) -> Result<(), KernelError> {
-    if allow_remote || is_loopback_listen(listen) {
-        return Ok(());
-    }
-    Err(KernelError::Refused(format!(
-        "refusing to serve metrics on {listen:?}: it is not a loopback address and the \
-         endpoint has no authentication; set [metrics] allow_remote = true to expose it anyway"
-    )))
+    batos_metrics_http::check_listen(
+        listen,
+        allow_remote,
+        "metrics",
+        "set [metrics] allow_remote = true",
+    )
+    .map_err(KernelError::Refused)
 }
 
 /// Binds the metrics listener.

@@ -31,9 +31,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Refuse bad endpoints before touching the image.
     bridge::endpoint::check_local(&config.bridge.endpoint)?;
     bridge::endpoint::check_local(&config.bridge.events)?;
-    if !config.metrics.listen.is_empty() {
-        crate::metrics::check_listen(&config.metrics.listen, config.metrics.allow_remote)?;
-    }
+    crate::metrics::check_listen(&config.metrics.listen, config.metrics.allow_remote)?;
     let registry = Registry::new();
     let data_dir = config.kernel.data_dir.clone();
     let store = StoreOptions {

@@ -41,6 +41,24 @@ pub fn http_response(
     Ok(response)
 }
 
+/// Refuses to serve `what` on `listen` when other machines can reach it,
+/// unless `allow_remote`: neither `/metrics` endpoint has authentication.
+/// `how_to_allow` tells the user what to set.
+pub fn check_listen(
+    listen: &str,
+    allow_remote: bool,
+    what: &str,
+    how_to_allow: &str,
+) -> Result<(), String> {
+    if allow_remote || listen.is_empty() || is_loopback_listen(listen) {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve {what} on {listen:?}: it is not a loopback address and the \
+         endpoint has no authentication; {how_to_allow} to expose it anyway"
+    ))
+}
+
 /// Whether a `HOST:PORT` listen address is this machine's loopback (a
 /// name or an address, IPv6 in brackets or not). Neither `/metrics`
 /// endpoint has authentication, so each refuses other addresses unless

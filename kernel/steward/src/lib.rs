@@ -233,16 +233,13 @@ pub fn run(opts: StewardOptions) -> Result<(), StewardError> {
         allowed.push(canonical);
     }
     let metrics = StewardMetrics::new()?;
-    if !opts.metrics_listen.is_empty()
-        && !opts.metrics_allow_remote
-        && !batos_metrics_http::is_loopback_listen(&opts.metrics_listen)
-    {
-        return Err(StewardError::Usage(format!(
-            "refusing to serve the steward's metrics on {:?}: it is not a loopback address and \
-             the endpoint has no authentication; pass --steward-metrics-allow-remote to expose it anyway",
-            opts.metrics_listen
-        )));
-    }
+    batos_metrics_http::check_listen(
+        &opts.metrics_listen,
+        opts.metrics_allow_remote,
+        "the steward's metrics",
+        "pass --steward-metrics-allow-remote",
+    )
+    .map_err(StewardError::Usage)?;
     let metrics_addr = metrics.serve(&opts.metrics_listen)?;
     let watcher = channel::watch(&layout, tx.clone())?;
     tracing::info!(
