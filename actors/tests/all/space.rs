@@ -79,6 +79,20 @@ fn counter_wat() -> &'static str {
     &DOC[start..end]
 }
 
+/// A new object with the counter installed as `increment`.
+async fn counter_object(space: &ObjectSpace) -> batos_object::value::Oid {
+    let oid = space.create_object(vec![]).await.unwrap();
+    space
+        .create_method(
+            oid,
+            "increment".into(),
+            MethodCode::Wat(counter_wat().into()),
+        )
+        .await
+        .unwrap();
+    oid
+}
+
 /// Writes `count` = 99, then traps.
 const WRITE_THEN_TRAP: &str = r#"(module
   (import "uvm" "set_slot_i64" (func $set_slot_i64 (param i32 i32 i64) (result i32)))
@@ -146,15 +160,7 @@ fn a_missing_object_is_reported_and_not_kept_live() {
 #[test]
 fn a_method_commits_its_writes_and_a_trap_keeps_none() {
     with_space(config(), |space, image| async move {
-        let oid = space.create_object(vec![]).await.unwrap();
-        space
-            .create_method(
-                oid,
-                "increment".into(),
-                MethodCode::Wat(counter_wat().into()),
-            )
-            .await
-            .unwrap();
+        let oid = counter_object(&space).await;
         for expected in 1..=3 {
             let out = space.send(oid, "increment".into(), vec![]).await.unwrap();
             assert_eq!(out.value, Value::from(expected));
@@ -198,15 +204,7 @@ fn a_method_commits_its_writes_and_a_trap_keeps_none() {
 #[test]
 fn concurrent_senders_to_one_object_are_serialised() {
     with_space(config(), |space, _image| async move {
-        let oid = space.create_object(vec![]).await.unwrap();
-        space
-            .create_method(
-                oid,
-                "increment".into(),
-                MethodCode::Wat(counter_wat().into()),
-            )
-            .await
-            .unwrap();
+        let oid = counter_object(&space).await;
         let sends: Vec<_> = (0..50)
             .map(|_| space.send(oid, "increment".into(), vec![]))
             .collect();
