@@ -150,15 +150,25 @@ pub struct LogBudget {
     lines: u32,
 }
 
+/// What becomes of one `log` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogVerdict {
+    /// Within the budget: write the line.
+    Write,
+    /// The first line over it: write that the rest are dropped.
+    SayDropped,
+    /// Over it, and that was said: write nothing.
+    Drop,
+}
+
 impl LogBudget {
-    /// Counts one line; `Some(true)` to write it, `Some(false)` to write
-    /// that the rest are dropped, `None` once that was said.
-    fn take(&mut self) -> Option<bool> {
+    /// Counts one line.
+    fn take(&mut self) -> LogVerdict {
         self.lines = self.lines.saturating_add(1);
         match self.lines {
-            n if n <= MAX_LOG_LINES => Some(true),
-            n if n == MAX_LOG_LINES + 1 => Some(false),
-            _ => None,
+            n if n <= MAX_LOG_LINES => LogVerdict::Write,
+            n if n == MAX_LOG_LINES + 1 => LogVerdict::SayDropped,
+            _ => LogVerdict::Drop,
         }
     }
 }
@@ -430,18 +440,18 @@ pub(crate) fn define(linker: &mut Linker<Guest>) -> Result<()> {
             let verdict = host(&caller).lock().log_budget().take();
             let frame = &caller.data().frame;
             match verdict {
-                Some(true) => tracing::info!(
+                LogVerdict::Write => tracing::info!(
                     oid = frame.self_oid,
                     selector = %frame.selector,
                     "method log: {}",
                     log_line(&bytes)
                 ),
-                Some(false) => tracing::info!(
+                LogVerdict::SayDropped => tracing::info!(
                     oid = frame.self_oid,
                     selector = %frame.selector,
                     "method log: further lines of this message dropped (limit {MAX_LOG_LINES})"
                 ),
-                None => {}
+                LogVerdict::Drop => {}
             }
             Ok(())
         },
@@ -579,10 +589,10 @@ mod log_tests {
     fn a_message_logs_a_bounded_number_of_lines() {
         let mut budget = LogBudget::default();
         for _ in 0..MAX_LOG_LINES {
-            assert_eq!(budget.take(), Some(true));
+            assert_eq!(budget.take(), LogVerdict::Write);
         }
-        assert_eq!(budget.take(), Some(false));
-        assert_eq!(budget.take(), None);
-        assert_eq!(budget.take(), None);
+        assert_eq!(budget.take(), LogVerdict::SayDropped);
+        assert_eq!(budget.take(), LogVerdict::Drop);
+        assert_eq!(budget.take(), LogVerdict::Drop);
     }
 }
