@@ -12,9 +12,10 @@ use parking_lot::Mutex;
 
 use crate::committer::CommitError;
 use crate::method;
-use crate::runtime::{ObjectSpace, SpaceInner};
+use crate::runtime::{require_write, ObjectSpace, SpaceInner};
 use crate::table::InUse;
 use crate::writer::{Candidate, MethodRequest};
+use batos_object::access::{Change, Role};
 use batos_object::delegation::{Visit, Walk};
 use batos_object::error::ActorError;
 use batos_object::rules::{check_slot_write, missing_parent};
@@ -54,6 +55,7 @@ async fn backoff(attempt: u32) {
 pub(crate) async fn send_in_transaction(
     space: &Arc<SpaceInner>,
     receiver: Oid,
+    role: Role,
     selector: String,
     args: Vec<Value>,
 ) -> Result<SendOutcome, ActorError> {
@@ -66,7 +68,7 @@ pub(crate) async fn send_in_transaction(
         let offered = candidate.clone();
         let ran = space
             .pool
-            .run(move || run_top(space2, receiver, selector2, args2, offered.as_deref()))
+            .run(move || run_top(space2, receiver, role, selector2, args2, offered.as_deref()))
             .await??;
         let (outcome, mut tx) = match ran {
             Some(done) => done,
@@ -77,6 +79,8 @@ pub(crate) async fn send_in_transaction(
                 let Some(writer) = space.writer.get() else {
                     return Err(not_understood(receiver, &selector, args.len()));
                 };
+                // What the model writes is installed: only for those who may.
+                require_write(role, "having a method written")?;
                 let request = MethodRequest {
                     receiver,
                     selector: selector.clone(),
@@ -124,6 +128,7 @@ fn not_understood(receiver: Oid, selector: &str, argc: usize) -> ActorError {
 fn run_top(
     space: Arc<SpaceInner>,
     receiver: Oid,
+    role: Role,
     selector: String,
     args: Vec<Value>,
     candidate: Option<&Candidate>,
@@ -135,6 +140,8 @@ fn run_top(
         pinned: HashMap::new(),
         deadline,
         log_budget: LogBudget::default(),
+        role,
+        refused: None,
     }));
     let mut generated = false;
     let mut method_at: Option<(Oid, u32)> = None;
@@ -177,7 +184,14 @@ fn run_top(
                     .method_stats
                     .record(holder, &selector, version, outcome.is_err());
             }
-            outcome.map_err(|e| ActorError::MethodTrap(e.0))?
+            // A change the role may not make stops the message as `forbidden`,
+            // however deep in nested sends it was refused.
+            outcome.map_err(|e| {
+                ctx.lock()
+                    .refused
+                    .take()
+                    .unwrap_or(ActorError::MethodTrap(e.0))
+            })?
         }
     };
     let tx = std::mem::take(&mut ctx.lock().tx);
@@ -199,6 +213,11 @@ pub(crate) struct TxCtx {
     pinned: HashMap<Oid, InUse>,
     deadline: Instant,
     log_budget: LogBudget,
+    /// The rights of the client the message came from.
+    role: Role,
+    /// The first change refused for `role` inside a method, reported as the
+    /// message's error (the method itself only sees a fault).
+    refused: Option<ActorError>,
 }
 
 impl TxCtx {
@@ -302,6 +321,25 @@ impl TxCtx {
         Ok(None)
     }
 
+    /// Checks that this message's role may make `change` to `oid`.
+    fn authorize(&mut self, oid: Oid, change: Change<'_>) -> Result<(), ActorError> {
+        if self.role == Role::Kernel {
+            return Ok(());
+        }
+        let parents = self.parents(oid)?;
+        let current = self.own_slot(oid, change.slot())?;
+        self.space
+            .authorize(self.role, oid, &parents, current.as_ref(), change)
+    }
+
+    /// A fault for the method running, remembering a refusal (see `refused`).
+    fn fault(&mut self, err: ActorError) -> MethodFault {
+        if matches!(err, ActorError::Forbidden(_)) && self.refused.is_none() {
+            self.refused = Some(err.clone());
+        }
+        fault(err)
+    }
+
     /// Writes a data slot after the rules every slot write follows.
     fn write(
         &mut self,
@@ -309,6 +347,7 @@ impl TxCtx {
         name: &str,
         value: Value,
     ) -> Result<Result<(), String>, ActorError> {
+        self.authorize(oid, Change::Write(name))?;
         let (value, parents) = match check_slot_write(name, value, &self.space.roots) {
             Ok(checked) => checked,
             Err(e) => return Ok(Err(e)),
@@ -346,6 +385,7 @@ impl TxCtx {
         wasm: Vec<u8>,
         provenance: Provenance,
     ) -> Result<Slot, ActorError> {
+        self.authorize(receiver, Change::Install(selector))?;
         let install =
             method::prepare_install(&self.space, receiver, selector, wasm, provenance, &self.tx)?;
         let slot = Slot::Method(install.method.clone());
@@ -418,6 +458,7 @@ impl TxCtx {
         }
         Ok(match p {
             Primitive::Clone => {
+                require_write(self.role, "clone")?;
                 let slots = self.all_slots(target)?;
                 let new = self.space.allocate_oid();
                 self.tx.create(new, slots);
@@ -430,11 +471,21 @@ impl TxCtx {
                 },
                 None => Resolved::Status(status::BAD_VALUE),
             },
-            Primitive::RequestUpgrade => match self.space.hooks.check_upgrade(&args[0]) {
+            Primitive::RequestUpgrade => match self
+                .role
+                .require(Role::Admin, "requestUpgrade_")
+                .map_err(ActorError::Forbidden)
+                .and_then(|()| {
+                    self.space
+                        .hooks
+                        .check_upgrade(&args[0])
+                        .map_err(ActorError::BadRequest)
+                }) {
                 Ok(id) => {
                     self.tx.request_upgrade(args[0].clone());
                     Resolved::Value(Value::from(id))
                 }
+                Err(err @ ActorError::Forbidden(_)) => return Err(err),
                 Err(err) => {
                     tracing::warn!(error = %err, "requestUpgrade_ refused");
                     Resolved::Status(status::BAD_VALUE)
@@ -442,6 +493,7 @@ impl TxCtx {
             },
             Primitive::RollbackMethod => match (args[0].as_str(), args[1].as_u64()) {
                 (Some(selector), Some(version)) => {
+                    self.authorize(target, Change::Install(selector))?;
                     match method::find_version(&self.space, target, selector, version)? {
                         Some(m) => {
                             self.tx.set(target, selector.to_string(), Slot::Method(m));
@@ -469,7 +521,8 @@ impl MethodHost for TxCtx {
     }
 
     fn write_slot(&mut self, oid: Oid, name: &str, value: Value) -> Result<i32, MethodFault> {
-        Ok(match self.write(oid, name, value).map_err(fault)? {
+        let written = self.write(oid, name, value).map_err(|e| self.fault(e))?;
+        Ok(match written {
             Ok(()) => status::OK,
             Err(_) => status::BAD_VALUE,
         })
@@ -488,13 +541,13 @@ impl MethodHost for TxCtx {
             Some((_, slot)) => slot,
             None => match self
                 .synthesize(target, selector, args.len())
-                .map_err(fault)?
+                .map_err(|e| self.fault(e))?
             {
                 Some(slot) => slot,
                 None => return Ok(Resolved::Status(status::SEND_FAILED)),
             },
         };
-        self.dispatch(target, slot, args).map_err(fault)
+        self.dispatch(target, slot, args).map_err(|e| self.fault(e))
     }
 
     fn sandbox(&self) -> Arc<dyn Invoke> {

@@ -27,6 +27,7 @@ pub mod stats;
 pub mod table;
 pub mod writer;
 
+pub use batos_object::access::Role;
 pub use batos_object::{ActorError, Changes, Image, ImageError, Oid, Value};
 pub use runtime::MethodWriter;
 pub use space::{ObjectSpace, SpaceConfig};

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::runtime::SpaceInner;
+use crate::runtime::{require_write, SpaceInner};
 use crate::table::InUse;
+use batos_object::access::{Change, Role};
 use batos_object::error::ActorError;
 use batos_object::slot::{Primitive, Slot};
 use batos_object::txn::Transaction;
@@ -14,12 +15,14 @@ use batos_object::value::{kind, make_ref, Oid, Value};
 pub(crate) async fn run(
     space: &Arc<SpaceInner>,
     receiver: &InUse,
+    role: Role,
     p: Primitive,
     args: Vec<Value>,
 ) -> Result<Value, ActorError> {
     match p {
         Primitive::Clone => {
             expect_args(p, &args, 0)?;
+            require_write(role, "clone")?;
             clone(space, receiver).await.map(make_ref)
         }
         Primitive::RollbackMethod | Primitive::RequestUpgrade => Err(ActorError::internal(
@@ -41,7 +44,7 @@ pub(crate) async fn run(
                 None => unreachable!("arity checked"),
             };
             let value = args.next().unwrap_or(Value::Nil);
-            set_slot(space, receiver.oid, name, value).await?;
+            set_slot(space, receiver, role, name, value).await?;
             Ok(Value::Nil)
         }
     }
@@ -59,16 +62,18 @@ fn expect_args(p: Primitive, args: &[Value], n: usize) -> Result<(), ActorError>
     }
 }
 
-/// Validates and durably writes one data slot of `oid`.
+/// Validates and durably writes one data slot of `receiver`, if `role` may.
 pub(crate) async fn set_slot(
     space: &Arc<SpaceInner>,
-    oid: Oid,
+    receiver: &InUse,
+    role: Role,
     name: String,
     value: Value,
 ) -> Result<(), ActorError> {
+    space.authorize_live(role, receiver, Change::Write(&name))?;
     let value = space.check_slot_write(&name, value).await?;
     let mut tx = Transaction::new();
-    tx.set(oid, name, Slot::Data(value));
+    tx.set(receiver.oid, name, Slot::Data(value));
     space.commit(tx).await.map(drop)
 }
 

@@ -5,12 +5,14 @@
 //! themselves (`exec`, `lookup`, `primitives`, `method`, and the façade's
 //! requests in `space`) build on it; it names none of them.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::dev::channel;
 use actix::prelude::*;
 use futures::future::BoxFuture;
+use parking_lot::RwLock;
 use prometheus::Registry;
 
 use crate::committer::{CommitError, Committer, CommitterConfig, Counters, EventSink};
@@ -20,11 +22,13 @@ use crate::pool::Pool;
 use crate::stats::MethodStats;
 use crate::table::{Checkout, InUse, ObjectTable};
 use crate::writer::{Candidate, MethodRequest};
+use batos_object::access::{self, Change, Owner, Role, Target};
 use batos_object::error::ActorError;
 use batos_object::genesis::genesis;
 use batos_object::image::{Image, ImageError};
-use batos_object::roots::Roots;
+use batos_object::roots::{Roots, KERNEL_ROOTS};
 use batos_object::rules::{check_slot_write, missing_parent, prepare_slot_value};
+use batos_object::slot::Slot;
 use batos_object::txn::Transaction;
 use batos_object::value::{Oid, Value};
 use batos_sandbox::audit::AuditLimits;
@@ -74,9 +78,22 @@ pub struct SpaceInner {
     pub(crate) audit_limits: AuditLimits,
     pub(crate) writer: std::sync::OnceLock<Arc<dyn MethodWriter>>,
     pub(crate) passivation: Arc<Passivation>,
+    kernel_objects: RwLock<KernelObjects>,
     next_oid: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
+}
+
+/// The objects the kernel keeps its own structures in (see
+/// `batos_object::access`): the bookkeeping roots and what the kernel's
+/// services register, directly or as prototypes whose children are theirs.
+#[derive(Default)]
+struct KernelObjects {
+    /// Objects that are the kernel's, with the machinery slots of those
+    /// that also carry settings (`None`: every slot is the kernel's).
+    objects: HashMap<Oid, Option<&'static [&'static str]>>,
+    /// Objects whose children are the kernel's.
+    prototypes: HashSet<Oid>,
 }
 
 /// What the object space asks of the system around it.
@@ -115,10 +132,13 @@ pub trait MethodWriter: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Arc<Candidate>, ActorError>>;
 }
 
-/// Handle to the object space; cheap to clone.
+/// Handle to the object space; cheap to clone. Every request through it
+/// runs with its role: [`Role::Kernel`] for the handle [`ObjectSpace::open`]
+/// gives, a client's role for one from [`ObjectSpace::for_client`].
 #[derive(Clone)]
 pub struct ObjectSpace {
     pub(crate) inner: Arc<SpaceInner>,
+    pub(crate) role: Role,
 }
 
 impl ObjectSpace {
@@ -180,6 +200,14 @@ impl ObjectSpace {
         let io = Pool::new("io", IO_THREADS, crate::pool::IO_STACK_BYTES)
             .map_err(ActorError::internal)?;
         let audit_limits = config.audit.clone();
+        let kernel_objects = RwLock::new(KernelObjects {
+            objects: KERNEL_ROOTS
+                .iter()
+                .filter_map(|n| roots.oid(n))
+                .map(|oid| (oid, None))
+                .collect(),
+            prototypes: HashSet::new(),
+        });
         let passivation = Arc::new(Passivation {
             after_ms: config.passivate_after_ms,
             check_ms: config.passivate_check_ms,
@@ -188,6 +216,7 @@ impl ObjectSpace {
         });
         let inner = Arc::new(SpaceInner {
             passivation,
+            kernel_objects,
             sandbox: Arc::new(sandbox),
             pool,
             io,
@@ -209,7 +238,10 @@ impl ObjectSpace {
             inner.commit(tx).await?;
             tracing::info!(roots = ?inner.roots.entries(), "created the roots of a fresh image");
         }
-        Ok(ObjectSpace { inner })
+        Ok(ObjectSpace {
+            inner,
+            role: Role::Kernel,
+        })
     }
 
     /// Lets queued commits finish, stops the committer and flushes the image.
@@ -236,8 +268,55 @@ impl ObjectSpace {
     /// The space's handle from its shared state (for the runtime's own
     /// callers of the façade).
     pub(crate) fn from_inner(inner: Arc<SpaceInner>) -> Self {
-        ObjectSpace { inner }
+        ObjectSpace {
+            inner,
+            role: Role::Kernel,
+        }
     }
+
+    /// A handle whose requests run with a client's `role`: what the
+    /// bridge uses for each request.
+    pub fn for_client(&self, role: Role) -> ObjectSpace {
+        ObjectSpace {
+            inner: self.inner.clone(),
+            role,
+        }
+    }
+
+    /// The role this handle's requests run with.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Marks `objects` as the kernel's own, and the children of
+    /// `prototypes` too (a kernel service calls it for the structures it
+    /// keeps in the image, at start and as it creates them): no client
+    /// changes them.
+    pub fn protect(&self, objects: &[Oid], prototypes: &[Oid]) {
+        let mut kernel = self.inner.kernel_objects.write();
+        for &oid in objects.iter().chain(prototypes) {
+            kernel.objects.insert(oid, None);
+        }
+        kernel.prototypes.extend(prototypes);
+    }
+
+    /// Like [`ObjectSpace::protect`] for prototypes that also carry
+    /// settings: their slots in `machinery` (and `parent*`) are the
+    /// kernel's, the others settings an `admin` may change; their
+    /// children are the kernel's.
+    pub fn protect_with_settings(&self, prototypes: &[Oid], machinery: &'static [&'static str]) {
+        let mut kernel = self.inner.kernel_objects.write();
+        for &oid in prototypes {
+            kernel.objects.insert(oid, Some(machinery));
+        }
+        kernel.prototypes.extend(prototypes);
+    }
+}
+
+/// Refuses a client below `write` an action that creates objects.
+pub(crate) fn require_write(role: Role, what: &str) -> Result<(), ActorError> {
+    role.require(Role::Write, what)
+        .map_err(ActorError::Forbidden)
 }
 
 /// An operation on one object, run by its actor with the runtime's state.
@@ -436,6 +515,50 @@ impl SpaceInner {
             check_slot_write(name, value, &self.roots).map_err(ActorError::BadRequest)?;
         self.check_parents(parents).await?;
         Ok(value)
+    }
+
+    /// Checks that `role` may make `change` to `oid`, whose own parents are
+    /// `parents` and whose changed slot holds `current` (`access::check`).
+    pub(crate) fn authorize(
+        &self,
+        role: Role,
+        oid: Oid,
+        parents: &[Oid],
+        current: Option<&Slot>,
+        change: Change<'_>,
+    ) -> Result<(), ActorError> {
+        if role == Role::Kernel {
+            return Ok(());
+        }
+        let kernel = self.kernel_objects.read();
+        let owner = match kernel.objects.get(&oid) {
+            Some(None) => Owner::Kernel,
+            Some(Some(machinery)) => Owner::KernelSettings(machinery),
+            None if parents.iter().any(|p| kernel.prototypes.contains(p)) => Owner::Kernel,
+            None => Owner::User,
+        };
+        let target = Target {
+            oid,
+            root: self.roots.name_of(oid),
+            owner,
+            current,
+        };
+        access::check(role, target, change).map_err(ActorError::Forbidden)
+    }
+
+    /// [`SpaceInner::authorize`] for a change to a live object, read now.
+    pub(crate) fn authorize_live(
+        &self,
+        role: Role,
+        receiver: &InUse,
+        change: Change<'_>,
+    ) -> Result<(), ActorError> {
+        if role == Role::Kernel {
+            return Ok(());
+        }
+        let (parents, current) =
+            receiver.read(|s| (s.parents().to_vec(), s.slots.get(change.slot()).cloned()))?;
+        self.authorize(role, receiver.oid, &parents, current.as_ref(), change)
     }
 
     async fn check_parents(self: &Arc<Self>, parents: Vec<Oid>) -> Result<(), ActorError> {

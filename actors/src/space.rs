@@ -10,9 +10,10 @@ use crate::lookup;
 use crate::method;
 use crate::object::OpFuture;
 use crate::primitives;
-use crate::runtime::{SpaceInner, SpaceOp};
+use crate::runtime::{require_write, SpaceInner, SpaceOp};
 use crate::stats::MethodOutcomes;
 use crate::table::InUse;
+use batos_object::access::{Change, Role};
 use batos_object::changes::Changes;
 use batos_object::error::ActorError;
 use batos_object::roots::Roots;
@@ -90,21 +91,34 @@ impl ObjectSpace {
         selector: String,
         code: MethodCode,
     ) -> Result<MethodRecord, ActorError> {
-        self.inner.call(oid, CreateMethod { selector, code }).await
+        let role = self.role;
+        self.inner
+            .call(
+                oid,
+                CreateMethod {
+                    selector,
+                    code,
+                    role,
+                },
+            )
+            .await
     }
 
     /// Writes one slot; returns once durable.
     pub async fn set_slot(&self, oid: Oid, slot: String, value: Value) -> Result<(), ActorError> {
-        self.inner.call(oid, SetSlot { slot, value }).await
+        let role = self.role;
+        self.inner.call(oid, SetSlot { slot, value, role }).await
     }
 
     /// Removes one slot; returns once durable.
     pub async fn remove_slot(&self, oid: Oid, slot: String) -> Result<(), ActorError> {
-        self.inner.call(oid, RemoveSlot { slot }).await
+        let role = self.role;
+        self.inner.call(oid, RemoveSlot { slot, role }).await
     }
 
     /// Creates an object; its parent is `traits_obj` unless `slots` says otherwise.
     pub async fn create_object(&self, slots: Vec<(String, Value)>) -> Result<Oid, ActorError> {
+        require_write(self.role, "create_object")?;
         let inner = &self.inner;
         let mut prepared = Vec::with_capacity(slots.len() + 1);
         for (name, value) in slots {
@@ -126,6 +140,7 @@ impl ObjectSpace {
 
     /// A new object with a shallow copy of `oid`'s slots.
     pub async fn clone_object(&self, oid: Oid) -> Result<Oid, ActorError> {
+        require_write(self.role, "clone")?;
         self.inner.call(oid, CloneObject).await
     }
 
@@ -136,7 +151,17 @@ impl ObjectSpace {
         selector: String,
         args: Vec<Value>,
     ) -> Result<SendOutcome, ActorError> {
-        self.inner.call(oid, SendMessage { selector, args }).await
+        let role = self.role;
+        self.inner
+            .call(
+                oid,
+                SendMessage {
+                    selector,
+                    args,
+                    role,
+                },
+            )
+            .await
     }
 
     /// Checks a method written as WAT exactly as an installed one is checked
@@ -276,6 +301,7 @@ impl SpaceOp for GetState {
 struct CreateMethod {
     selector: String,
     code: MethodCode,
+    role: Role,
 }
 
 impl SpaceOp for CreateMethod {
@@ -283,6 +309,7 @@ impl SpaceOp for CreateMethod {
     fn run(self, space: Arc<SpaceInner>, receiver: InUse) -> OpFuture<MethodRecord> {
         Box::pin(async move {
             receiver.ready().await?;
+            space.authorize_live(self.role, &receiver, Change::Install(&self.selector))?;
             let oid = receiver.oid;
             let wasm = match self.code {
                 MethodCode::Wasm(bytes) => bytes,
@@ -327,6 +354,7 @@ impl SpaceOp for CreateMethod {
 struct SetSlot {
     slot: String,
     value: Value,
+    role: Role,
 }
 
 impl SpaceOp for SetSlot {
@@ -334,7 +362,7 @@ impl SpaceOp for SetSlot {
     fn run(self, space: Arc<SpaceInner>, receiver: InUse) -> OpFuture<()> {
         Box::pin(async move {
             receiver.ready().await?;
-            primitives::set_slot(&space, receiver.oid, self.slot, self.value).await
+            primitives::set_slot(&space, &receiver, self.role, self.slot, self.value).await
         })
     }
 }
@@ -342,6 +370,7 @@ impl SpaceOp for SetSlot {
 #[derive(Clone)]
 struct RemoveSlot {
     slot: String,
+    role: Role,
 }
 
 impl SpaceOp for RemoveSlot {
@@ -355,6 +384,7 @@ impl SpaceOp for RemoveSlot {
                     slot: self.slot,
                 });
             }
+            space.authorize_live(self.role, &receiver, Change::Remove(&self.slot))?;
             let mut tx = Transaction::new();
             tx.remove(receiver.oid, self.slot);
             space.commit(tx).await.map(drop)
@@ -379,6 +409,7 @@ impl SpaceOp for CloneObject {
 struct SendMessage {
     selector: String,
     args: Vec<Value>,
+    role: Role,
 }
 
 impl SpaceOp for SendMessage {
@@ -397,7 +428,7 @@ impl SpaceOp for SendMessage {
                     )))
                 }
                 Some(Slot::Primitive(p @ (Primitive::Clone | Primitive::SetSlotValue))) => {
-                    primitives::run(&space, &receiver, p, self.args).await?
+                    primitives::run(&space, &receiver, self.role, p, self.args).await?
                 }
                 // Methods, other primitives and doesNotUnderstand run in a transaction.
                 Some(
@@ -408,6 +439,7 @@ impl SpaceOp for SendMessage {
                     return exec::send_in_transaction(
                         &space,
                         receiver.oid,
+                        self.role,
                         self.selector,
                         self.args,
                     )

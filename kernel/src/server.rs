@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use batos_actors::{ObjectSpace, SpaceConfig};
+use batos_actors::{ObjectSpace, Role, SpaceConfig};
 use batos_cognition::inference::for_memory::{ModelCounter, ModelSummarizer};
 use batos_cognition::orchestration::{Orchestrator, OrchestratorConfig};
 use batos_memory::summary::{Extractive, Summarizer};
@@ -31,6 +31,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Refuse bad endpoints before touching the image.
     bridge::endpoint::check_local(&config.bridge.endpoint)?;
     bridge::endpoint::check_local(&config.bridge.events)?;
+    let anonymous_role = Role::parse(&config.bridge.anonymous_role).ok_or_else(|| {
+        KernelError::Config(format!(
+            "bridge.anonymous_role is {:?}; one of read, write, admin",
+            config.bridge.anonymous_role
+        ))
+    })?;
     crate::metrics::check_listen(&config.metrics.listen, config.metrics.allow_remote)?;
     let registry = Registry::new();
     let data_dir = config.kernel.data_dir.clone();
@@ -203,6 +209,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let limits = Limits {
         max_request_bytes: config.bridge.max_request_bytes,
         max_inflight: config.bridge.max_inflight.max(1),
+        anonymous_role,
     };
     let heartbeat = actix::spawn(crate::heartbeat::run(
         space.clone(),

@@ -143,19 +143,16 @@ fn root_names_are_accepted_wherever_an_oid_is() {
     assert_same(must(&st, "oid"), &Value::from(genesis), "state oid");
 
     // set / get / remove by name.
-    c.set("knowledge_catalog_obj", "note", s("by name"));
+    c.set("genesis_obj", "note", s("by name"));
     assert_same(
-        &c.get(roots["knowledge_catalog_obj"], "note"),
+        &c.get(genesis, "note"),
         &s("by name"),
         "set by name, get by oid",
     );
-    c.remove("knowledge_catalog_obj", "note");
+    c.remove("genesis_obj", "note");
     c.expect_err(
         "get_slot",
-        &[
-            ("oid", Value::from(roots["knowledge_catalog_obj"])),
-            ("slot", s("note")),
-        ],
+        &[("oid", Value::from(genesis)), ("slot", s("note"))],
         "no_such_slot",
     );
 

@@ -16,6 +16,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use batos_object::slot::Slot;
+pub use batos_object::txn::Transaction;
 pub use rmpv::Value;
 use tempfile::TempDir;
 
@@ -37,7 +39,7 @@ pub const ROOTS: [&str; 6] = [
 ];
 
 /// Every error code of protocol v1.
-pub const ERROR_CODES: [&str; 12] = [
+pub const ERROR_CODES: [&str; 13] = [
     "bad_request",
     "too_large",
     "unsupported_version",
@@ -47,6 +49,7 @@ pub const ERROR_CODES: [&str; 12] = [
     "does_not_understand",
     "covenant_violation",
     "method_trap",
+    "forbidden",
     "overloaded",
     "unavailable",
     "internal",
@@ -1657,4 +1660,35 @@ pub fn cli(args: &[&str]) -> CliOutput {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("local_addr").port()
+}
+
+/// Writes one transaction straight into a stopped kernel's image under
+/// `root` (its RocksDB, with the store's own code): the state a crash
+/// between two transactions, damage on disk, or an older kernel leaves,
+/// which no client can write through the bridge.
+pub fn plant(root: &Path, edit: impl FnOnce(&mut Transaction)) {
+    use batos_object::image::{CommitGroup, Image};
+    let image = batos_store::RocksImage::open(
+        &root.join("data"),
+        &batos_store::StoreOptions {
+            block_cache_bytes: 1 << 20,
+        },
+    )
+    .expect("open the stopped kernel's image");
+    let meta = image.meta().expect("read the image's counters");
+    let mut tx = Transaction::new();
+    edit(&mut tx);
+    let group = CommitGroup {
+        transactions: vec![(meta.last_tx + 1, &tx)],
+        next_oid: meta.next_oid,
+        objects: meta.objects,
+    };
+    image
+        .commit(&group, true)
+        .expect("write the planted transaction");
+}
+
+/// A data slot for [`plant`].
+pub fn data(value: Value) -> Slot {
+    Slot::Data(value)
 }

@@ -9,6 +9,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod access;
 mod cli;
 mod clients;
 mod cognitive;

@@ -407,12 +407,16 @@ fn a_summary_tree_a_crash_left_unlinked_is_indexed_and_linked_on_start() {
     let before = summaries_of(&c);
     assert!(before.len() > 1, "a tree of several summaries: {before:?}");
 
-    c.set(source, "summary_pending", top.clone());
-    c.remove(source, "summary");
-    for &chunk in &chunks {
-        c.remove(chunk, "parent_summary*");
-    }
+    // The memory objects are the kernel's: the state is planted in the
+    // stopped kernel's image.
     let root = k.stop();
+    plant(root.path(), |tx| {
+        tx.set(source, "summary_pending".into(), data(top.clone()));
+        tx.remove(source, "summary".into());
+        for &chunk in &chunks {
+            tx.remove(chunk, "parent_summary*".into());
+        }
+    });
     std::fs::remove_dir_all(root.path().join("data/memory-index")).expect("remove the index");
 
     let k = Kernel::start_on(root, Options::config(config));
@@ -432,4 +436,73 @@ fn a_summary_tree_a_crash_left_unlinked_is_indexed_and_linked_on_start() {
         Some(0.0),
         "nothing was summarized again"
     );
+}
+
+/// Damage no client can write (the memory objects are the kernel's), planted
+/// in a stopped kernel's image with its index gone: a summary tree that
+/// loops, a directory entry naming a missing source, a source listing a
+/// missing chunk. The kernel starts, reports each, rebuilds the index
+/// from what is whole, and serves; the next start is clean too.
+#[test]
+fn start_up_survives_damaged_memory_structures_and_reports_them() {
+    let config = "[memory]\nchunk_tokens = 12\nsummary_fanout = 3\nsummary_tokens = 30\n";
+    let k = Kernel::start_with(Options::config(config));
+    let c = k.dealer();
+    ingest(
+        &c,
+        vec![
+            doc("tree", &multi_chunk_doc("tree", 7)),
+            doc("zoo.txt", ZOO),
+        ],
+    );
+    let source_of = |query: &str| {
+        let hit = &search(&c, &[("query", s(query)), ("limit", Value::from(1))])[0];
+        ref_oid(&c.get(uint(must(hit, "chunk")), "source_object"))
+    };
+    let (tree, zoo) = (source_of("tree"), source_of("zebra"));
+    let top = ref_oid(&k.wait_for_slot(&c, tree, "summary"));
+    assert!(uint(&c.get(top, "level")) >= 2, "a tree of several levels");
+    let mut looping = refs(&c.get(top, "child_chunks*"));
+    looping.push(top);
+    let mut zoo_chunks = refs(&c.get(zoo, "chunks"));
+    zoo_chunks.push(999_998);
+    let catalog = c.root("knowledge_catalog_obj");
+    let shards = refs(&c.get(catalog, "shards"));
+    let shard = *shards
+        .iter()
+        .find(|&&sh| field(&c.get(sh, "sources"), "tree").is_some())
+        .expect("the shard listing `tree`");
+    let mut entries = c.get(shard, "sources");
+    if let Value::Map(pairs) = &mut entries {
+        pairs.push((s("ghost"), oref(999_999)));
+    }
+    let root = k.stop();
+    plant(root.path(), |tx| {
+        let as_refs = |oids: &[u64]| Value::Array(oids.iter().map(|&o| oref(o)).collect());
+        tx.set(top, "child_chunks*".into(), data(as_refs(&looping)));
+        tx.set(zoo, "chunks".into(), data(as_refs(&zoo_chunks)));
+        tx.set(shard, "sources".into(), data(entries));
+    });
+    std::fs::remove_dir_all(root.path().join("data/memory-index")).expect("remove the index");
+
+    let k = Kernel::start_on(root, Options::config(config));
+    let c = k.dealer();
+    assert!(
+        !search(&c, &[("query", s("zebra"))]).is_empty(),
+        "zoo.txt is searchable"
+    );
+    assert!(
+        !search(&c, &[("query", s("tree"))]).is_empty(),
+        "tree is searchable"
+    );
+    let damaged = k
+        .scrape()
+        .sum("batos_memory_damaged_total", &[])
+        .unwrap_or(0.0);
+    assert!(damaged >= 3.0, "each damage reported: {damaged}");
+    ingest(&c, vec![doc("after.txt", "The keeper feeds the otters.")]);
+    let root = k.stop();
+    let k = Kernel::start_on(root, Options::config(config));
+    let c = k.dealer();
+    assert!(!search(&c, &[("query", s("otters"))]).is_empty());
 }

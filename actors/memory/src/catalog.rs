@@ -32,7 +32,7 @@
 //! - Directory shards: `sources` (source name → `MemorySource`); the
 //!   catalog holds `shards`, the prototypes and `memory_seq`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -142,6 +142,7 @@ struct CatalogMetrics {
     search_seconds: Histogram,
     queue: IntGauge,
     pending_summaries: IntGauge,
+    damaged: IntCounter,
 }
 
 impl CatalogMetrics {
@@ -173,6 +174,10 @@ impl CatalogMetrics {
                 "batos_memory_pending_summaries",
                 "Sources waiting to be summarized",
             )?,
+            damaged: IntCounter::new(
+                "batos_memory_damaged_total",
+                "Damaged memory structures found and left out (missing objects, looping trees)",
+            )?,
         };
         registry.register(Box::new(m.documents.clone()))?;
         registry.register(Box::new(m.chunks.clone()))?;
@@ -182,6 +187,7 @@ impl CatalogMetrics {
         registry.register(Box::new(m.search_seconds.clone()))?;
         registry.register(Box::new(m.queue.clone()))?;
         registry.register(Box::new(m.pending_summaries.clone()))?;
+        registry.register(Box::new(m.damaged.clone()))?;
         Ok(m)
     }
 }
@@ -431,8 +437,30 @@ impl Worker {
     }
 
     fn read(&self, oid: Oid) -> Result<Vec<(String, Value)>, ActorError> {
-        block_on(self.space.read_committed(oid))?
+        self.read_opt(oid)?
             .ok_or_else(|| ActorError::internal(format!("memory object {oid} is missing")))
+    }
+
+    fn read_opt(&self, oid: Oid) -> Result<Option<Vec<(String, Value)>>, ActorError> {
+        block_on(self.space.read_committed(oid))
+    }
+
+    /// Reports a damaged structure found while loading (an object a `$ref`
+    /// names is missing, a tree loops): the damaged part is left out and
+    /// the catalog serves on.
+    fn damaged(&self, what: String) {
+        tracing::error!(damage = %what, "memory structure damaged; leaving that part out");
+        self.metrics.damaged.inc();
+    }
+
+    /// Marks the directory shards and the prototypes (so every chunk,
+    /// summary and source) as the kernel's own: no client changes them.
+    fn protect_structure(&self) {
+        let protos = self
+            .protos
+            .map(|p| vec![p.chunk, p.summary, p.source])
+            .unwrap_or_default();
+        self.space.protect(&self.shards, &protos);
     }
 
     /// Loads the directory; returns the summary trees written but not yet
@@ -456,8 +484,14 @@ impl Worker {
                 source,
             });
         }
+        self.protect_structure();
         for shard in self.shards.clone() {
-            let slots = self.read(shard)?;
+            let Some(slots) = self.read_opt(shard)? else {
+                self.damaged(format!(
+                    "directory shard {shard} is missing; its sources are left out"
+                ));
+                continue;
+            };
             let mut entries = BTreeMap::new();
             if let Some(Value::Map(pairs)) = slot(&slots, "sources") {
                 for (k, v) in pairs {
@@ -466,8 +500,15 @@ impl Worker {
                     }
                 }
             }
+            let mut missing = Vec::new();
             for (name, oid) in &entries {
-                let s = self.read(*oid)?;
+                let Some(s) = self.read_opt(*oid)? else {
+                    self.damaged(format!(
+                        "source {name:?} names object {oid}, which is missing"
+                    ));
+                    missing.push(name.clone());
+                    continue;
+                };
                 let mut info = SourceInfo {
                     oid: *oid,
                     generation: slot(&s, "generation").and_then(Value::as_u64).unwrap_or(0),
@@ -485,6 +526,10 @@ impl Worker {
                     self.pending.insert(name.clone());
                 }
                 self.sources.insert(name.clone(), info);
+            }
+            // The shard's next rewrite drops the dangling entries.
+            for name in missing {
+                entries.remove(&name);
             }
             self.shard_maps.insert(shard, entries);
         }
@@ -504,7 +549,12 @@ impl Worker {
         let mut entries = 0usize;
         for (name, info) in &self.sources {
             for chunk in &info.chunks {
-                let text = self.chunk_text(*chunk)?;
+                let Some(text) = self.chunk_text(*chunk)? else {
+                    self.damaged(format!(
+                        "source {name:?} lists chunk {chunk}, which is missing"
+                    ));
+                    continue;
+                };
                 self.index_entry(*chunk, name, EntryKind::Chunk, &text)?;
                 entries += 1;
             }
@@ -527,24 +577,39 @@ impl Worker {
         Ok(())
     }
 
-    /// A chunk's text.
-    fn chunk_text(&self, chunk: Oid) -> Result<String, ActorError> {
-        let s = self.read(chunk)?;
-        Ok(slot(&s, "source_text")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string())
+    /// A chunk's text (`None`: the chunk is missing).
+    fn chunk_text(&self, chunk: Oid) -> Result<Option<String>, ActorError> {
+        Ok(self.read_opt(chunk)?.map(|s| {
+            slot(&s, "source_text")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        }))
     }
 
-    /// Visits every summary of the tree under `top`, top-down, with its slots.
+    /// Visits every summary of the tree under `top`, top-down, with its
+    /// slots, once each: a missing summary or a loop is reported and
+    /// left out.
     fn walk_tree(
         &self,
         top: Oid,
         mut visit: impl FnMut(Oid, &[(String, Value)]) -> Result<(), ActorError>,
     ) -> Result<(), ActorError> {
         let mut stack = vec![top];
+        let mut seen = HashSet::new();
         while let Some(summary) = stack.pop() {
-            let s = self.read(summary)?;
+            if !seen.insert(summary) {
+                self.damaged(format!(
+                    "the summary tree under {top} reaches {summary} twice (a loop)"
+                ));
+                continue;
+            }
+            let Some(s) = self.read_opt(summary)? else {
+                self.damaged(format!(
+                    "the summary tree under {top} names {summary}, which is missing"
+                ));
+                continue;
+            };
             visit(summary, &s)?;
             if slot(&s, "level").and_then(Value::as_u64).unwrap_or(1) > 1 {
                 stack.extend(ref_oids(slot(&s, "child_chunks*")));
@@ -853,6 +918,7 @@ impl Worker {
         if created_structure {
             self.protos = Some(protos);
             self.shards = shards;
+            self.protect_structure();
             self.install_prototype_methods(protos);
         }
         self.shard_maps.extend(shard_maps);
@@ -991,7 +1057,12 @@ impl Worker {
     ) -> Result<Tree, ActorError> {
         let mut nodes: Vec<(Oid, String)> = Vec::with_capacity(info.chunks.len());
         for chunk in &info.chunks {
-            nodes.push((*chunk, self.chunk_text(*chunk)?));
+            let text = self.chunk_text(*chunk)?.ok_or_else(|| {
+                ActorError::internal(format!(
+                    "source {name:?} lists chunk {chunk}, which is missing"
+                ))
+            })?;
+            nodes.push((*chunk, text));
         }
         let mut leaves = Vec::with_capacity(info.chunks.len());
         let summarizer = self.summarizer.name();

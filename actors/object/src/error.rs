@@ -28,6 +28,10 @@ pub enum ActorError {
     /// A method trapped or ran out of fuel, memory or time; nothing it wrote was kept.
     #[error("{0}")]
     MethodTrap(String),
+    /// The client's role does not allow the change, or the object or slot
+    /// is the kernel's own (the message says which).
+    #[error("{0}")]
+    Forbidden(String),
     /// Too much work queued: the client should retry later.
     #[error("{0}")]
     Overloaded(String),

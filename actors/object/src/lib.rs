@@ -1,9 +1,10 @@
 //! The BAT OS object model, with no runtime: values and the rules every slot
 //! write follows, slots, transactions, the roots and the genesis
 //! transaction, the narrow [`Image`] trait a store implements, and the one
-//! error type. It names no storage engine, no sandbox and no actor system;
+//! error type, and who may change what (`access`). It names no storage engine, no sandbox and no actor system;
 //! every other crate of the kernel builds on it.
 
+pub mod access;
 pub mod changes;
 pub mod clock;
 pub mod delegation;

@@ -25,6 +25,10 @@ pub const ROOT_NAMES: [&str; 6] = [
     ORCHESTRATOR,
 ];
 
+/// The roots the kernel keeps its own bookkeeping in: no client writes
+/// their slots (see `access`).
+pub const KERNEL_ROOTS: [&str; 4] = [PLLM, MEMORY_MANAGER, KNOWLEDGE_CATALOG, ORCHESTRATOR];
+
 /// The name → oid table of the roots of one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Roots {
@@ -43,6 +47,14 @@ impl Roots {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, oid)| *oid)
+    }
+
+    /// The name of the root `oid` is, if it is one.
+    pub fn name_of(&self, oid: Oid) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(_, o)| *o == oid)
+            .map(|(n, _)| n.as_str())
     }
 
     /// The oid of `traits_obj`, the default parent.

@@ -78,6 +78,11 @@ pub struct BridgeConfig {
     pub max_inflight: usize,
     /// Events queued for the PUB socket before new ones are dropped.
     pub event_queue: usize,
+    /// The role of a client that presents no key (`read`, `write` or
+    /// `admin`): `read` sends and reads; `write` changes the user's
+    /// objects; `admin` also installs methods on roots, changes
+    /// `traits_obj`, requests upgrades and snapshots.
+    pub anonymous_role: String,
 }
 
 impl Default for BridgeConfig {
@@ -88,6 +93,7 @@ impl Default for BridgeConfig {
             max_request_bytes: 16 * 1024 * 1024,
             max_inflight: 1024,
             event_queue: 65_536,
+            anonymous_role: "admin".into(),
         }
     }
 }

@@ -43,6 +43,9 @@ pub enum ErrorCode {
     CovenantViolation,
     /// A method trapped or ran out of fuel, memory or time.
     MethodTrap,
+    /// The client's role does not allow it, or the object or slot is the
+    /// kernel's own.
+    Forbidden,
     /// Back-pressure: try later.
     Overloaded,
     /// The subsystem is not built or not configured.
@@ -53,7 +56,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics and docs.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
         ErrorCode::UnsupportedVersion,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::DoesNotUnderstand,
         ErrorCode::CovenantViolation,
         ErrorCode::MethodTrap,
+        ErrorCode::Forbidden,
         ErrorCode::Overloaded,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
@@ -80,6 +84,7 @@ impl ErrorCode {
             ErrorCode::DoesNotUnderstand => "does_not_understand",
             ErrorCode::CovenantViolation => "covenant_violation",
             ErrorCode::MethodTrap => "method_trap",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",

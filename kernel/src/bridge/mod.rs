@@ -23,6 +23,7 @@ use crate::cmd::{self, Context};
 use crate::config::BridgeConfig;
 use crate::error::KernelError;
 use crate::protocol::{decode_request, encode_reply, Command, ErrorCode, WireError};
+use batos_actors::Role;
 
 /// Metrics label for bodies that named no known command.
 const INVALID: &str = "invalid";
@@ -130,6 +131,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// More concurrent requests get `overloaded`.
     pub max_inflight: usize,
+    /// The role of a client that presents no key: every client, while the
+    /// bridge has no authentication (loopback only).
+    pub anonymous_role: Role,
 }
 
 /// Serves requests until `shutdown` turns true, then stops reading, lets
@@ -274,12 +278,13 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
     state.metrics.inflight.set(state.inflight.get() as i64);
     let ctx = state.ctx.clone();
     let command = request.command;
+    let role = state.limits.anonymous_role;
     let span = request_span(&command, &envelope);
     // A panic in a command (a kernel bug) is contained here: the request
     // gets an `internal` error, its in-flight slot is released, and the
     // bridge's task, which serves every client, goes on.
     let mut work = Box::pin(
-        AssertUnwindSafe(async move { cmd::execute(&ctx, command).await }.instrument(span))
+        AssertUnwindSafe(async move { cmd::execute(&ctx, role, command).await }.instrument(span))
             .catch_unwind()
             .map(|outcome| outcome.unwrap_or_else(|panic| Err(panicked(name, panic)))),
     );

@@ -1,6 +1,7 @@
 //! `create_method`: install a WebAssembly method after the audit.
 
 use batos_actors::space::MethodCode as Code;
+use batos_actors::ObjectSpace;
 use rmpv::Value;
 
 use super::{resolve, wire_error, Context};
@@ -8,6 +9,7 @@ use crate::protocol::{map, MethodCode, ObjRef, WireError};
 
 pub(super) async fn create(
     ctx: &Context,
+    space: &ObjectSpace,
     oid: ObjRef,
     selector: String,
     code: MethodCode,
@@ -17,8 +19,7 @@ pub(super) async fn create(
         MethodCode::Wat(text) => Code::Wat(text),
         MethodCode::Wasm(bytes) => Code::Wasm(bytes),
     };
-    let record = ctx
-        .space
+    let record = space
         .create_method(oid, selector.clone(), code)
         .await
         .map_err(wire_error)?;

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use batos_actors::{ActorError, ObjectSpace, Oid};
+use batos_actors::{ActorError, ObjectSpace, Oid, Role};
 use batos_cognition::inference::experts::ExpertManager;
 use batos_cognition::inference::Cognition;
 use batos_cognition::orchestration::Orchestrator;
@@ -42,27 +42,31 @@ pub struct Context {
     pub experts: Arc<ExpertManager>,
 }
 
-/// Runs one command.
-pub async fn execute(ctx: &Context, command: Command) -> Result<Value, WireError> {
+/// Runs one command for a client holding `role`.
+pub async fn execute(ctx: &Context, role: Role, command: Command) -> Result<Value, WireError> {
+    role.require(required(&command), command.name())
+        .map_err(|why| WireError::new(ErrorCode::Forbidden, why))?;
+    // Object changes are checked by the object space, per object and slot.
+    let space = &ctx.space.for_client(role);
     match command {
         Command::Ping => Ok(ping::execute(ctx)),
         Command::GetFullState { oid } => state::execute(ctx, oid).await,
-        Command::CreateObject { slots } => object::create(ctx, slots).await,
-        Command::Clone { oid } => object::clone(ctx, oid).await,
+        Command::CreateObject { slots } => object::create(space, slots).await,
+        Command::Clone { oid } => object::clone(ctx, space, oid).await,
         Command::GetSlot { oid, slot } => slot::get(ctx, oid, slot).await,
-        Command::SetSlot { oid, slot, value } => slot::set(ctx, oid, slot, value).await,
-        Command::RemoveSlot { oid, slot } => slot::remove(ctx, oid, slot).await,
+        Command::SetSlot { oid, slot, value } => slot::set(ctx, space, oid, slot, value).await,
+        Command::RemoveSlot { oid, slot } => slot::remove(ctx, space, oid, slot).await,
         Command::Send {
             oid,
             selector,
             args,
-        } => send::execute(ctx, oid, selector, args).await,
+        } => send::execute(ctx, space, oid, selector, args).await,
         Command::Snapshot => snapshot::execute(ctx).await,
         Command::CreateMethod {
             oid,
             selector,
             code,
-        } => method::create(ctx, oid, selector, code).await,
+        } => method::create(ctx, space, oid, selector, code).await,
         Command::Ingest { documents } => memory::ingest(ctx, documents).await,
         Command::SearchMemory {
             related: Some(oid),
@@ -84,6 +88,16 @@ pub async fn execute(ctx: &Context, command: Command) -> Result<Value, WireError
         } => inference::infer(ctx, prompt, expert, max_tokens).await,
         Command::StartCycle { kind } => cycle::start(ctx, kind).await,
         Command::GetCycle { cycle } => cycle::get(ctx, cycle).await,
+    }
+}
+
+/// The least role a command needs; changes to objects are further checked
+/// per object and slot by the object space (`batos_object::access`).
+fn required(command: &Command) -> Role {
+    match command {
+        Command::Snapshot => Role::Admin,
+        Command::Ingest { .. } | Command::StartCycle { .. } | Command::Infer { .. } => Role::Write,
+        _ => Role::Read,
     }
 }
 
@@ -109,6 +123,7 @@ pub(crate) fn wire_error(err: ActorError) -> WireError {
         ActorError::DoesNotUnderstand(_) => ErrorCode::DoesNotUnderstand,
         ActorError::CovenantViolation(_) => ErrorCode::CovenantViolation,
         ActorError::MethodTrap(_) => ErrorCode::MethodTrap,
+        ActorError::Forbidden(_) => ErrorCode::Forbidden,
         ActorError::Overloaded(_) => ErrorCode::Overloaded,
         ActorError::Unavailable(_) => ErrorCode::Unavailable,
         ActorError::Image(_) | ActorError::Internal(_) => ErrorCode::Internal,

@@ -1,5 +1,6 @@
 //! `send`: a message to an object, resolved by delegation.
 
+use batos_actors::ObjectSpace;
 use rmpv::Value;
 
 use super::{resolve, wire_error, Context};
@@ -7,16 +8,13 @@ use crate::protocol::{map, ObjRef, WireError};
 
 pub(super) async fn execute(
     ctx: &Context,
+    space: &ObjectSpace,
     oid: ObjRef,
     selector: String,
     args: Vec<Value>,
 ) -> Result<Value, WireError> {
     let oid = resolve(ctx, oid)?;
-    let outcome = ctx
-        .space
-        .send(oid, selector, args)
-        .await
-        .map_err(wire_error)?;
+    let outcome = space.send(oid, selector, args).await.map_err(wire_error)?;
     Ok(map([
         ("value", outcome.value),
         ("generated", Value::Boolean(outcome.generated)),

@@ -80,6 +80,16 @@ pub struct CycleView {
     pub results: Vec<(String, Value)>,
 }
 
+/// The slots of a state prototype the orchestrator relies on; its other
+/// slots (`expert`, `action`, `queries`, ...) are settings an `admin`
+/// client may change ("editing a state changes every later cycle").
+const STATE_MACHINERY: &[&str] = &["state_name", "step", "next_state", "cycle_kind"];
+
+/// The orchestrator's slot listing `kind`'s state prototypes.
+fn states_slot(kind: &str) -> String {
+    format!("{kind}_states")
+}
+
 fn str_slot(slots: &[(String, Value)], name: &str) -> String {
     slot(slots, name)
         .and_then(Value::as_str)
@@ -179,6 +189,10 @@ impl Orchestrator {
     /// Resumes every cycle still running in the image (after a restart).
     pub async fn resume(&self) -> Result<usize, ActorError> {
         let orch = self.orchestrator_slots().await?;
+        let states = ref_oids(slot(&orch, &states_slot(DISPLAY_YOURSELF)));
+        self.inner
+            .space
+            .protect_with_settings(&states, STATE_MACHINERY);
         let cycles = ref_oids(slot(&orch, CYCLES_SLOT));
         let mut resumed = 0;
         for cycle in cycles {
@@ -249,10 +263,13 @@ impl Orchestrator {
     /// The state prototypes of `kind`, in order, created on first use.
     async fn states(&self, kind: &str) -> Result<Vec<(String, Oid)>, ActorError> {
         let inner = &self.inner;
-        let slot_name = format!("{kind}_states");
+        let slot_name = states_slot(kind);
         let orch = self.orchestrator_slots().await?;
         let existing = ref_oids(slot(&orch, &slot_name));
         if !existing.is_empty() {
+            inner
+                .space
+                .protect_with_settings(&existing, STATE_MACHINERY);
             let mut out = Vec::with_capacity(existing.len());
             for oid in existing {
                 let s = inner.space.read_committed(oid).await?.unwrap_or_default();
@@ -280,6 +297,9 @@ impl Orchestrator {
         }
         changes.set(inner.orchestrator, slot_name, ref_array(&oids));
         inner.space.apply(changes).await?;
+        // Every cycle (a child of a state) is the kernel's, and so is the
+        // states' machinery; their other slots are settings.
+        inner.space.protect_with_settings(&oids, STATE_MACHINERY);
         Ok(specs.iter().map(|s| s.name.to_string()).zip(oids).collect())
     }
 
