@@ -3,7 +3,7 @@
 
 use rmpv::Value;
 
-use batos_client::{Client, ClientError};
+use batos_client::{Client, ClientError, Curve};
 
 /// Exit statuses of the client subcommands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub enum Request {
 }
 
 /// Runs a client subcommand, printing the result as JSON on stdout.
-pub fn run(endpoint: &str, timeout_ms: i32, request: Request) -> ExitCode {
+pub fn run(endpoint: &str, timeout_ms: i32, curve: Option<&Curve>, request: Request) -> ExitCode {
     let (command, fields) = match build(request) {
         Ok(call) => call,
         Err(message) => {
@@ -72,7 +72,8 @@ pub fn run(endpoint: &str, timeout_ms: i32, request: Request) -> ExitCode {
             return ExitCode::Usage;
         }
     };
-    let outcome = Client::connect(endpoint, timeout_ms).and_then(|mut c| c.call(command, fields));
+    let outcome =
+        Client::connect_with(endpoint, timeout_ms, curve).and_then(|mut c| c.call(command, fields));
     match outcome {
         Ok(Ok(result)) => {
             println!(

@@ -23,6 +23,12 @@ struct Cli {
     /// How long client subcommands wait for a reply.
     #[arg(long, global = true, default_value_t = 5000)]
     timeout_ms: i32,
+    /// The kernel's CURVE public key file, for a kernel with keys (with `--key`).
+    #[arg(long, global = true, requires = "key")]
+    server_key: Option<PathBuf>,
+    /// This client's CURVE key pair file (`batos keys new`), with `--server-key`.
+    #[arg(long, global = true, requires = "server_key")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,11 +97,27 @@ enum Command {
         #[command(subcommand)]
         action: CycleAction,
     },
+    /// CURVE keys for the bridge: `new NAME` writes NAME.key (the pair,
+    /// mode 0600) and NAME.pub (the public key to hand out).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// The Memory Inspector: an interactive terminal UI on a running kernel.
     Inspect {
         /// Events endpoint (SUB) [default: the configured default].
         #[arg(long)]
         events: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Generate a key pair NAME in DIR (default: the current directory).
+    New {
+        name: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -239,6 +261,28 @@ fn main() {
             }
         },
         Command::Steward(args) => steward(cli.endpoint, args),
+        Command::Keys {
+            action: KeysAction::New { name, dir },
+        } => match batos_client::KeyPair::generate().and_then(|pair| {
+            let (key, public) = pair.write(&dir, &name)?;
+            Ok((pair, key, public))
+        }) {
+            Ok((pair, key, public)) => {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "public": pair.public,
+                        "key_file": key.display().to_string(),
+                        "public_file": public.display().to_string(),
+                    })
+                );
+                0
+            }
+            Err(err) => {
+                eprintln!("batos keys: {err}");
+                1
+            }
+        },
         Command::Inspect { events } => {
             let endpoint = cli
                 .endpoint
@@ -294,11 +338,24 @@ fn main() {
                 Command::Cycle {
                     action: CycleAction::Get { oid },
                 } => Request::CycleGet(oid),
-                Command::Run(_) | Command::Steward(_) | Command::Inspect { .. } => {
+                Command::Run(_)
+                | Command::Steward(_)
+                | Command::Inspect { .. }
+                | Command::Keys { .. } => {
                     unreachable!("handled above")
                 }
             };
-            cli::run(&endpoint, cli.timeout_ms, request) as i32
+            let curve = match (&cli.server_key, &cli.key) {
+                (Some(server), Some(key)) => match batos_client::Curve::load(server, key) {
+                    Ok(curve) => Some(curve),
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        std::process::exit(ExitCode::Usage as i32);
+                    }
+                },
+                _ => None,
+            };
+            cli::run(&endpoint, cli.timeout_ms, curve.as_ref(), request) as i32
         }
     };
     std::process::exit(code);

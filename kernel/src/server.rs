@@ -29,8 +29,10 @@ use batos_store::{RocksImage, StoreOptions};
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), KernelError> {
     let started = Instant::now();
     // Refuse bad endpoints before touching the image.
-    bridge::endpoint::check_local(&config.bridge.endpoint)?;
-    bridge::endpoint::check_local(&config.bridge.events)?;
+    if config.bridge.curve_key.is_empty() {
+        bridge::endpoint::check_local(&config.bridge.endpoint)?;
+        bridge::endpoint::check_local(&config.bridge.events)?;
+    }
     let anonymous_role = Role::parse(&config.bridge.anonymous_role).ok_or_else(|| {
         KernelError::Config(format!(
             "bridge.anonymous_role is {:?}; one of read, write, admin",
@@ -141,7 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             step_pause: std::time::Duration::from_millis(config.orchestrator.step_pause_ms),
         },
     )?;
-    let sockets = bridge::bind(&config.bridge)?;
+    let sockets = bridge::bind(&config.bridge, &bridge_metrics)?;
     let metrics_task = if config.metrics.listen.is_empty() {
         None
     } else {

@@ -16,6 +16,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use batos_client::Curve;
 pub use batos_object::slot::Slot;
 pub use batos_object::txn::Transaction;
 pub use rmpv::Value;
@@ -131,6 +132,8 @@ pub struct Options {
     /// (`unshare -n`): proves it reaches no network. Commands and events
     /// then use `ipc://` endpoints in the test's directory.
     pub no_network: bool,
+    /// Run the kernel in this existing network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Options {
@@ -193,6 +196,11 @@ fn run_command(root: &Path, opts: &Options) -> Command {
         cmd.arg(batos_bin());
         let ipc = |name: &str| format!("ipc://{}", root.join(name).display());
         (cmd, ipc("commands.sock"), ipc("events.sock"))
+    } else if let Some(netns) = &opts.netns {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns]).arg(batos_bin());
+        let tcp = "tcp://127.0.0.1:*".to_string();
+        (cmd, tcp.clone(), tcp)
     } else {
         (
             Command::new(batos_bin()),
@@ -570,8 +578,9 @@ pub struct Ready {
     pub metrics: String,
 }
 
-/// Parses `batos ready endpoint=tcp://127.0.0.1:P events=tcp://127.0.0.1:P metrics=127.0.0.1:P`
-/// exactly (real, non-zero ports).
+/// Parses `batos ready endpoint=tcp://HOST:P events=tcp://HOST:P metrics=127.0.0.1:P`
+/// exactly (real, non-zero ports; HOST is 127.0.0.1 unless a test bound
+/// another address).
 pub fn parse_ready_line(line: &str) -> Result<Ready, String> {
     let words: Vec<&str> = line.split(' ').collect();
     if words.len() != 5 || words[0] != "batos" || words[1] != "ready" {
@@ -596,11 +605,19 @@ pub fn parse_ready_line(line: &str) -> Result<Ready, String> {
     let events = value(words[3], "events")?;
     let metrics = value(words[4], "metrics")?;
     // ipc:// endpoints (a kernel in its own network namespace) have no port.
+    let tcp = |addr: &str| -> Result<(), String> {
+        let host = addr
+            .strip_prefix("tcp://")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .map(|(host, _)| host)
+            .ok_or_else(|| format!("{addr:?} is not tcp://HOST:PORT"))?;
+        port(addr, &format!("tcp://{host}:"))
+    };
     if !endpoint.starts_with("ipc://") {
-        port(&endpoint, "tcp://127.0.0.1:")?;
+        tcp(&endpoint)?;
     }
     if !events.starts_with("ipc://") {
-        port(&events, "tcp://127.0.0.1:")?;
+        tcp(&events)?;
     }
     port(&metrics, "127.0.0.1:")?;
     Ok(Ready {
@@ -828,7 +845,7 @@ pub fn raw_map(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
 // The command socket
 // ---------------------------------------------------------------------------
 
-fn zmq_ctx() -> &'static zmq::Context {
+pub fn zmq_ctx() -> &'static zmq::Context {
     static CTX: OnceLock<zmq::Context> = OnceLock::new();
     CTX.get_or_init(zmq::Context::new)
 }
@@ -955,11 +972,19 @@ pub struct Client {
 
 impl Client {
     pub fn connect(endpoint: &str, kind: Kind) -> Client {
+        Self::connect_with(endpoint, kind, None)
+    }
+
+    /// [`Client::connect`], as a CURVE client when `curve` is given.
+    pub fn connect_with(endpoint: &str, kind: Kind, curve: Option<&Curve>) -> Client {
         let ty = match kind {
             Kind::Req => zmq::REQ,
             Kind::Dealer => zmq::DEALER,
         };
         let sock = zmq_ctx().socket(ty).expect("zmq socket");
+        if let Some(curve) = curve {
+            curve.apply(&sock).expect("CURVE client options");
+        }
         sock.set_linger(0).expect("linger");
         sock.set_sndtimeo(REPLY_TIMEOUT.as_millis() as i32)
             .expect("sndtimeo");
@@ -1310,7 +1335,15 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn connect(endpoint: &str, topic: &str) -> Subscriber {
+        Self::connect_with(endpoint, topic, None)
+    }
+
+    /// [`Subscriber::connect`], as a CURVE client when `curve` is given.
+    pub fn connect_with(endpoint: &str, topic: &str, curve: Option<&Curve>) -> Subscriber {
         let sock = zmq_ctx().socket(zmq::SUB).expect("zmq socket");
+        if let Some(curve) = curve {
+            curve.apply(&sock).expect("CURVE client options");
+        }
         sock.set_linger(0).expect("linger");
         sock.set_rcvhwm(0).expect("rcvhwm");
         sock.set_subscribe(topic.as_bytes()).expect("subscribe");

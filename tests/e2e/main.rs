@@ -14,6 +14,7 @@ mod cli;
 mod clients;
 mod cognitive;
 mod commands;
+mod curve;
 mod cycles;
 mod errors;
 mod events;

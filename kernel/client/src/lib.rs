@@ -2,13 +2,43 @@
 //! commands, a SUB socket for events), used by the `batos` subcommands for
 //! people, the inspector, the steward and the benchmarks.
 
+pub mod keys;
 mod ready;
 
 use rmpv::Value;
 
 use batos_protocol::{ErrorCode, WireError, PROTOCOL_VERSION};
 
+pub use keys::{KeyError, KeyPair};
 pub use ready::ReadyLine;
+
+/// A client's CURVE credentials: its key pair and the kernel's public key.
+#[derive(Clone, Debug)]
+pub struct Curve {
+    /// The kernel's public key (Z85).
+    pub server: String,
+    /// This client's key pair.
+    pub pair: KeyPair,
+}
+
+impl Curve {
+    /// Reads the kernel's public key file and this client's key pair file.
+    pub fn load(server_key: &std::path::Path, key: &std::path::Path) -> Result<Curve, KeyError> {
+        Ok(Curve {
+            server: keys::read_public(server_key)?,
+            pair: KeyPair::read(key)?,
+        })
+    }
+
+    /// Makes `socket` a CURVE client with these keys (before it connects).
+    pub fn apply(&self, socket: &zmq::Socket) -> Result<(), ClientError> {
+        let key = |k: &str| keys::decode(k).map_err(|e| ClientError::Malformed(e.0));
+        socket.set_curve_serverkey(&key(&self.server)?)?;
+        socket.set_curve_publickey(&key(&self.pair.public)?)?;
+        socket.set_curve_secretkey(&key(&self.pair.secret)?)?;
+        Ok(())
+    }
+}
 
 /// Why a call got no reply.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +71,20 @@ impl Client {
     /// Connects a DEALER socket (connecting is lazy in ZeroMQ: errors show up
     /// as a timeout on the first call).
     pub fn connect(endpoint: &str, timeout_ms: i32) -> Result<Client, ClientError> {
+        Self::connect_with(endpoint, timeout_ms, None)
+    }
+
+    /// [`Client::connect`], authenticating with CURVE when `curve` is given
+    /// (a kernel with keys answers no one else).
+    pub fn connect_with(
+        endpoint: &str,
+        timeout_ms: i32,
+        curve: Option<&Curve>,
+    ) -> Result<Client, ClientError> {
         let socket = zmq::Context::new().socket(zmq::DEALER)?;
+        if let Some(curve) = curve {
+            curve.apply(&socket)?;
+        }
         socket.set_linger(0)?;
         socket.set_rcvtimeo(timeout_ms)?;
         socket.set_sndtimeo(timeout_ms)?;
@@ -105,7 +148,15 @@ impl Subscriber {
     /// Connects and subscribes (lazily, as ZeroMQ connects: events
     /// published before the connection completes are not seen).
     pub fn connect(endpoint: &str) -> Result<Subscriber, ClientError> {
+        Self::connect_with(endpoint, None)
+    }
+
+    /// [`Subscriber::connect`], authenticating with CURVE when `curve` is given.
+    pub fn connect_with(endpoint: &str, curve: Option<&Curve>) -> Result<Subscriber, ClientError> {
         let socket = zmq::Context::new().socket(zmq::SUB)?;
+        if let Some(curve) = curve {
+            curve.apply(&socket)?;
+        }
         socket.set_linger(0)?;
         socket.set_subscribe(b"")?;
         socket.connect(endpoint)?;

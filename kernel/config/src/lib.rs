@@ -83,6 +83,14 @@ pub struct BridgeConfig {
     /// objects; `admin` also installs methods on roots, changes
     /// `traits_obj`, requests upgrades and snapshots.
     pub anonymous_role: String,
+    /// The kernel's CURVE key pair file (`batos keys new`). Empty: no
+    /// CURVE, and loopback endpoints only. Set: both sockets admit only the
+    /// clients in `curve_clients`, on any endpoint.
+    pub curve_key: String,
+    /// With `curve_key`: the directory of clients allowed in, each client's
+    /// public key file (`NAME.pub`) under its role's subdirectory
+    /// (`read/`, `write/` or `admin/`).
+    pub curve_clients: String,
 }
 
 impl Default for BridgeConfig {
@@ -94,6 +102,8 @@ impl Default for BridgeConfig {
             max_inflight: 1024,
             event_queue: 65_536,
             anonymous_role: "admin".into(),
+            curve_key: String::new(),
+            curve_clients: String::new(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Which endpoints the bridge may bind: loopback only until CURVE exists.
+//! Which endpoints the bridge may bind without CURVE: loopback only.
 
 use batos_metrics_http::is_loopback_host;
 
@@ -9,8 +9,9 @@ use crate::error::KernelError;
 pub fn check_local(endpoint: &str) -> Result<(), KernelError> {
     let refuse = |why: &str| {
         Err(KernelError::Refused(format!(
-            "refusing to bind {endpoint:?}: {why}. Non-loopback endpoints need ZeroMQ CURVE authentication, \
-             which this kernel does not implement yet; bind 127.0.0.1 (or ipc://) and tunnel instead"
+            "refusing to bind {endpoint:?}: {why}. Non-loopback endpoints need ZeroMQ CURVE \
+             authentication: set bridge.curve_key and bridge.curve_clients (docs/protocol-notes.md), \
+             or bind 127.0.0.1 (or ipc://)"
         )))
     };
     if endpoint.starts_with("ipc://") || endpoint.starts_with("inproc://") {

@@ -4,6 +4,7 @@
 
 pub mod endpoint;
 pub mod events;
+pub mod zap;
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
@@ -13,9 +14,11 @@ use std::task::Poll;
 use std::time::Instant;
 
 use futures::{FutureExt, SinkExt, StreamExt};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use rmpv::Value;
-use tmq::{AsZmqSocket, Multipart};
+use tmq::{FromZmqSocket, Multipart};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
@@ -34,6 +37,7 @@ pub struct BridgeMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     inflight: IntGauge,
+    refused_connections: IntCounter,
 }
 
 impl BridgeMetrics {
@@ -55,13 +59,19 @@ impl BridgeMetrics {
             &["command"],
         )?;
         let inflight = IntGauge::new("batos_bridge_inflight_requests", "Requests being worked on")?;
+        let refused_connections = IntCounter::new(
+            "batos_bridge_refused_connections_total",
+            "CURVE handshakes refused (unknown client key, or not CURVE)",
+        )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(refused_connections.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
         Ok(BridgeMetrics {
             requests,
             duration,
             inflight,
+            refused_connections,
         })
     }
 
@@ -81,47 +91,105 @@ impl BridgeMetrics {
 pub struct Sockets {
     router: tmq::router::Router,
     publish: tmq::publish::Publish,
-    /// The commands endpoint actually bound (ports resolved).
+    /// The ZAP handler admitting CURVE clients (`None`: no CURVE).
+    zap: Option<zap::Zap>,
+    /// The commands endpoint actually bound (the port resolved if `*`).
     pub endpoint: String,
     /// The events endpoint actually bound.
     pub events: String,
 }
 
-/// Binds the ROUTER and PUB sockets (loopback only).
-pub fn bind(config: &BridgeConfig) -> Result<Sockets, KernelError> {
-    endpoint::check_local(&config.endpoint)?;
-    endpoint::check_local(&config.events)?;
-    let zmq = tmq::Context::new();
-    let bridge = |what: &str, e: tmq::TmqError| KernelError::Bridge(format!("{what}: {e}"));
+impl Sockets {
+    /// Whether clients authenticate with CURVE (each request then runs
+    /// with its client's role).
+    pub fn curve(&self) -> bool {
+        self.zap.is_some()
+    }
+}
+
+/// Binds the ROUTER and PUB sockets. Without CURVE keys only loopback (or
+/// local) endpoints are allowed; with them both sockets are CURVE servers
+/// and admit the allow-listed clients alone.
+pub fn bind(config: &BridgeConfig, metrics: &BridgeMetrics) -> Result<Sockets, KernelError> {
+    let ctx = zmq::Context::new();
+    let (curve, zap) = if config.curve_key.is_empty() {
+        endpoint::check_local(&config.endpoint)?;
+        endpoint::check_local(&config.events)?;
+        (None, None)
+    } else {
+        let (secret, allow) = curve_settings(config)?;
+        tracing::info!(clients = allow.len(), "bridge: CURVE on");
+        let zap = zap::Zap::start(&ctx, allow, metrics.refused_connections.clone())?;
+        (Some(secret), Some(zap))
+    };
+    let zmq_err = |what: String, e: zmq::Error| KernelError::Bridge(format!("{what}: {e}"));
+    let socket = |kind: zmq::SocketType, endpoint: &str, linger: i32| {
+        let s = ctx
+            .socket(kind)
+            .map_err(|e| zmq_err(format!("socket for {endpoint}"), e))?;
+        s.set_linger(linger)
+            .map_err(|e| zmq_err("linger".into(), e))?;
+        if let Some(secret) = &curve {
+            s.set_curve_server(true)
+                .and_then(|()| s.set_curve_secretkey(secret))
+                .and_then(|()| s.set_zap_domain(zap::DOMAIN))
+                .map_err(|e| zmq_err(format!("CURVE on {endpoint}"), e))?;
+        }
+        Ok::<_, KernelError>(s)
+    };
     // Bodies far over the limit are cut by ZeroMQ before they reach memory;
     // those between the limit and this cap get a `too_large` reply.
     let hard_cap = (config.max_request_bytes as i64)
         .saturating_mul(4)
         .max(1 << 20);
-    let router = tmq::router(&zmq)
-        .set_linger(1000)
+    let router = socket(zmq::ROUTER, &config.endpoint, 1000)?;
+    router
         .set_maxmsgsize(hard_cap)
-        .set_rcvhwm(100_000)
-        .set_sndhwm(100_000)
-        .bind(&config.endpoint)
-        .map_err(|e| bridge(&format!("binding {}", config.endpoint), e))?;
-    let publish = tmq::publish(&zmq)
-        .set_linger(0)
+        .and_then(|()| router.set_rcvhwm(100_000))
+        .and_then(|()| router.set_sndhwm(100_000))
+        .and_then(|()| router.bind(&config.endpoint))
+        .map_err(|e| zmq_err(format!("binding {}", config.endpoint), e))?;
+    let publish = socket(zmq::PUB, &config.events, 0)?;
+    publish
         .bind(&config.events)
-        .map_err(|e| bridge(&format!("binding {}", config.events), e))?;
+        .map_err(|e| zmq_err(format!("binding {}", config.events), e))?;
     let last = |s: &zmq::Socket| -> Result<String, KernelError> {
         s.get_last_endpoint()
             .map_err(|e| KernelError::Bridge(e.to_string()))?
             .map_err(|_| KernelError::Bridge("endpoint is not UTF-8".into()))
     };
-    let endpoint = last(router.get_socket())?;
-    let events = last(publish.get_socket())?;
+    let endpoint = last(&router)?;
+    let events = last(&publish)?;
+    let wrap = |e: tmq::TmqError| KernelError::Bridge(e.to_string());
     Ok(Sockets {
-        router,
-        publish,
+        router: tmq::router::Router::from_zmq_socket(router).map_err(wrap)?,
+        publish: tmq::publish::Publish::from_zmq_socket(publish).map_err(wrap)?,
+        zap,
         endpoint,
         events,
     })
+}
+
+/// The kernel's CURVE secret key and the clients allowed in, as configured.
+fn curve_settings(config: &BridgeConfig) -> Result<([u8; 32], zap::AllowList), KernelError> {
+    if !batos_client::keys::curve_available() {
+        return Err(KernelError::Config(
+            "bridge.curve_key is set but this build's libzmq has no CURVE (it needs libsodium)"
+                .into(),
+        ));
+    }
+    if config.curve_clients.is_empty() {
+        return Err(KernelError::Config(
+            "bridge.curve_key is set but bridge.curve_clients (the allowed clients' directory) is not"
+                .into(),
+        ));
+    }
+    let pair = batos_client::KeyPair::read(std::path::Path::new(&config.curve_key))
+        .map_err(|e| KernelError::Config(format!("bridge.curve_key: {}", e.0)))?;
+    let secret = batos_client::keys::decode(&pair.secret)
+        .map_err(|e| KernelError::Config(format!("bridge.curve_key: {}", e.0)))?;
+    let allow = zap::AllowList::load(std::path::Path::new(&config.curve_clients))?;
+    Ok((secret, allow))
 }
 
 /// Limits the bridge enforces.
@@ -131,8 +199,8 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// More concurrent requests get `overloaded`.
     pub max_inflight: usize,
-    /// The role of a client that presents no key: every client, while the
-    /// bridge has no authentication (loopback only).
+    /// The role of every client when the bridge has no CURVE keys
+    /// (loopback only); with keys, each client's role is in the allow-list.
     pub anonymous_role: Role,
 }
 
@@ -147,6 +215,9 @@ pub async fn serve(
     events: mpsc::Receiver<events::Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let curve = sockets.curve();
+    // Kept until the sockets it admits clients to are closed.
+    let zap = sockets.zap;
     let publisher = actix::spawn(events::publish(sockets.publish, events));
     // One task owns the ROUTER socket and both reads and writes it: ZeroMQ
     // signals read and write readiness through one edge-triggered fd, so a
@@ -159,6 +230,7 @@ pub async fn serve(
         metrics,
         limits,
         ctx,
+        curve,
     });
     loop {
         tokio::select! {
@@ -184,6 +256,7 @@ pub async fn serve(
     // The socket's linger gives the last replies time to leave.
     drop(router);
     publisher.abort();
+    drop(zap);
 }
 
 /// Sends one reply and any others already queued, then flushes once.
@@ -210,6 +283,8 @@ struct Served {
     metrics: BridgeMetrics,
     limits: Limits,
     ctx: Arc<Context>,
+    /// Clients authenticate with CURVE: a request's role is its client's.
+    curve: bool,
 }
 
 impl Served {
@@ -233,8 +308,14 @@ impl Served {
 
 async fn handle(state: &Rc<Served>, mut frames: Multipart) {
     let started = Instant::now();
-    let Some(body) = frames.pop_back() else {
+    let Some(mut body) = frames.pop_back() else {
         return;
+    };
+    // With CURVE, ZAP named the client's role (`ROLE:NAME`) for its connection.
+    let role = if state.curve {
+        zap::role_of(body.gets("User-Id"))
+    } else {
+        state.limits.anonymous_role
     };
     let envelope = frames;
     if body.len() > state.limits.max_request_bytes {
@@ -278,7 +359,6 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
     state.metrics.inflight.set(state.inflight.get() as i64);
     let ctx = state.ctx.clone();
     let command = request.command;
-    let role = state.limits.anonymous_role;
     let span = request_span(&command, &envelope);
     // A panic in a command (a kernel bug) is contained here: the request
     // gets an `internal` error, its in-flight slot is released, and the
