@@ -94,14 +94,19 @@ pub(crate) async fn send_in_transaction(
         let upgrades = tx.take_upgrades();
         match space.committer.commit(tx).await {
             Ok(_) => {
-                // Effects outside the image happen only once the message is durable.
+                // Effects outside the image happen only once the message is
+                // durable; one that fails is reported, never acknowledged.
                 for instruction in upgrades {
                     match space.hooks.request_upgrade(&instruction) {
                         Ok(id) => {
                             tracing::info!(id = %id, "upgrade requested from inside the image")
                         }
                         Err(err) => {
-                            tracing::error!(error = %err, "submitting a requested upgrade failed")
+                            tracing::error!(error = %err, "submitting a requested upgrade failed");
+                            return Err(ActorError::Unavailable(format!(
+                                "the message committed, but its upgrade request was not \
+                                 submitted: {err}"
+                            )));
                         }
                     }
                 }

@@ -65,3 +65,27 @@ fn request_upgrade_submits_an_instruction_to_the_channel() {
     assert_eq!(must(&r, "generated"), &Value::Boolean(true));
     assert!(!channel.join("self-3.json").exists());
 }
+
+/// A request that could not be written to the channel is reported, never
+/// acknowledged with an id: here the channel's path is a file.
+#[test]
+fn request_upgrade_reports_an_instruction_it_could_not_submit() {
+    let root = new_image_dir();
+    let channel = root.path().join("channel");
+    std::fs::write(&channel, b"a file, not a folder").expect("write the file");
+    let config = format!(
+        "[kernel]\nupgrade_channel = {:?}\n",
+        channel.display().to_string()
+    );
+    let k = Kernel::start_on(root.clone(), Options::config(&config));
+    let c = k.dealer();
+    let (code, message) = c
+        .send(
+            "orchestrator_obj",
+            "requestUpgrade_",
+            vec![instruction(1, "self-4")],
+        )
+        .unwrap_err();
+    assert_eq!(code, "unavailable", "{message}");
+    assert!(message.contains("not submitted"), "{message}");
+}

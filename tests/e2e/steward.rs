@@ -539,6 +539,8 @@ fn a_valid_upgrade_replaces_the_binary_and_config_and_keeps_the_image() {
     let payload = st.channel.join("payload").join("batos-new");
     link_or_copy(&batos_bin(), &payload);
     let hash = sha256sum(&payload);
+    let config_path = st.root.path().join("batos.toml");
+    set_mode(&config_path, 0o600);
 
     st.submit_json(
         "upgrade-1",
@@ -582,8 +584,13 @@ fn a_valid_upgrade_replaces_the_binary_and_config_and_keeps_the_image() {
         st.root.path().join("bin/batos.prev").is_file(),
         "the previous binary is kept"
     );
-    let config = std::fs::read_to_string(st.root.path().join("batos.toml")).expect("config");
+    let config = std::fs::read_to_string(&config_path).expect("config");
     assert!(config.contains("wall_clock_ms = 3000"), "{config}");
+    assert_eq!(
+        mode_of(&config_path),
+        0o600,
+        "the rewritten config keeps its mode"
+    );
 
     let c = st.dealer();
     c.ping();
@@ -661,6 +668,24 @@ fn invalid_instructions_are_rejected_and_the_kernel_keeps_running() {
             "no_such_key",
         ),
         (
+            "listen-address",
+            json!({"version": 1, "id": "listen-address", "actions": [
+                {"action": "set_config", "key": "bridge.endpoint", "value": "tcp://0.0.0.0:5555"},
+            ]})
+            .to_string()
+            .into_bytes(),
+            "by hand",
+        ),
+        (
+            "move-image",
+            json!({"version": 1, "id": "move-image", "actions": [
+                {"action": "set_config", "key": "kernel.data_dir", "value": "/tmp/elsewhere"},
+            ]})
+            .to_string()
+            .into_bytes(),
+            "by hand",
+        ),
+        (
             "wrong-version",
             json!({"version": 2, "id": "wrong-version", "actions": []}).to_string().into_bytes(),
             "version 2",
@@ -676,9 +701,31 @@ fn invalid_instructions_are_rejected_and_the_kernel_keeps_running() {
     for (name, body, _) in &cases {
         st.submit(name, body);
     }
-    let names: Vec<String> = cases.iter().map(|(n, _, _)| format!("{n}.json")).collect();
+    // An instruction that is a link to a file elsewhere is not followed.
+    let target = st.root.path().join("elsewhere.json");
+    std::fs::write(
+        &target,
+        json!({"version": 1, "id": "linked", "actions": [
+            {"action": "set_config", "key": "sandbox.wall_clock_ms", "value": 1},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&target, st.channel.join("linked.json.tmp")).unwrap();
+    std::fs::rename(
+        st.channel.join("linked.json.tmp"),
+        st.channel.join("linked.json"),
+    )
+    .unwrap();
+    let mut names: Vec<String> = cases.iter().map(|(n, _, _)| format!("{n}.json")).collect();
+    names.push("linked.json".into());
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let lines = st.wait_upgrades(&names);
+    assert_eq!(value_of(&lines["linked.json"], "outcome"), "rejected");
+    let reason = st.record("rejected", "linked")["reason"].to_string();
+    assert!(reason.contains("not a symlink"), "{reason}");
+    let config = std::fs::read_to_string(st.root.path().join("batos.toml")).unwrap();
+    assert!(config.contains("wall_clock_ms = 2000"), "{config}");
 
     for (name, _, needle) in &cases {
         let line = &lines[&format!("{name}.json")];
@@ -717,7 +764,7 @@ fn invalid_instructions_are_rejected_and_the_kernel_keeps_running() {
     let m = st.scrape();
     assert_eq!(
         m.count("batos_steward_upgrades_total", &[("outcome", "rejected")]),
-        cases.len() as f64
+        cases.len() as f64 + 1.0
     );
     assert_eq!(
         m.count("batos_steward_upgrades_total", &[("outcome", "applied")]),
@@ -930,6 +977,40 @@ fn sigterm_stops_the_steward_and_the_kernel_cleanly() {
         "kept across the steward's shutdown",
     );
     k.stop();
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Whoever can write the channel folder can ask for upgrades: a folder
+/// others may write to stops the steward before it starts anything.
+#[test]
+fn an_upgrade_channel_others_can_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let channel = dir.path().join("channel");
+    std::fs::create_dir(&channel).unwrap();
+    set_mode(&channel, 0o777);
+    let mut cmd = Command::new(batos_bin());
+    cmd.arg("steward")
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--upgrade-channel")
+        .arg(&channel)
+        .env_remove("BATOS_CONFIG")
+        .stdin(Stdio::null());
+    die_with_test(&mut cmd);
+    let out = cmd.output().expect("run batos steward");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "no kernel was started");
 }
 
 /// The steward's metrics have no authentication: a non-loopback address

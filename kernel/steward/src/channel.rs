@@ -16,6 +16,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 
 use super::error::StewardError;
+use super::files;
 use super::instruction::{check_id, Instruction, INSTRUCTION_VERSION, MAX_INSTRUCTION_BYTES};
 use super::Event;
 
@@ -115,7 +116,43 @@ impl Layout {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StewardError::io(format!("creating {}", dir.display()), e))?;
         }
+        for dir in [&layout.root, &layout.payload] {
+            check_private_dir(dir)?;
+        }
         Ok(layout)
+    }
+}
+
+/// Refuses a channel folder that someone other than this user could write
+/// to: whoever can drop a file there can ask for an upgrade, and whoever
+/// can write `payload/` can swap a binary.
+fn check_private_dir(dir: &Path) -> Result<(), StewardError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| StewardError::io(format!("checking {}", dir.display()), e))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let problem = if !meta.is_dir() {
+        Some("is not a folder (a link is not followed)".to_string())
+    } else if meta.uid() != me {
+        Some(format!(
+            "is owned by uid {}, not by this user ({me})",
+            meta.uid()
+        ))
+    } else if meta.mode() & 0o022 != 0 {
+        Some(format!(
+            "has mode {:o}: others may write to it (chmod go-w)",
+            meta.mode() & 0o777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => Err(StewardError::Usage(format!(
+            "the upgrade channel {} {why}",
+            dir.display()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -200,8 +237,8 @@ pub fn scan(root: &Path) -> Vec<PathBuf> {
 
 /// Reads an instruction file (at most [`MAX_INSTRUCTION_BYTES`]).
 pub fn read_instruction(path: &Path) -> Result<Vec<u8>, StewardError> {
-    let file =
-        File::open(path).map_err(|e| StewardError::io(format!("reading {}", path.display()), e))?;
+    let file = files::open_regular(path)
+        .map_err(|e| StewardError::io(format!("reading {}", path.display()), e))?;
     let mut bytes = Vec::new();
     file.take(MAX_INSTRUCTION_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -282,22 +319,11 @@ pub fn request_upgrade(
             "an instruction named {name} is already waiting"
         )));
     }
-    let tmp = channel_dir.join(format!("{name}.tmp"));
     let mut body = serde_json::to_vec_pretty(instruction)
         .map_err(|e| StewardError::io("encoding an instruction", std::io::Error::other(e)))?;
     body.push(b'\n');
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(channel_dir)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        StewardError::io(format!("submitting {}", path.display()), e)
-    })?;
+    write_atomic(&path, &body)
+        .map_err(|e| StewardError::io(format!("submitting {}", path.display()), e))?;
     Ok(path)
 }
 
@@ -320,13 +346,28 @@ fn file_stem_for(id: &str) -> String {
     stem
 }
 
-/// Writes `bytes` to `path` through `path.tmp`, fsync and rename.
+/// Writes `bytes` to `path` through `path.tmp`, fsync and rename. The new
+/// file keeps the mode of the one it replaces (0644 for a new one), and the
+/// temporary file is created fresh, never through a link.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
+    let mode = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(_) => 0o644,
+    };
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        // The mode asked for is cut by the umask: set it exactly.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

@@ -25,6 +25,50 @@ pub const MAX_ACTIONS: usize = 64;
 /// Longest `id`, in characters.
 pub const MAX_ID_CHARS: usize = 128;
 
+/// The configuration keys `set_config` may change (`section.*`: every key
+/// of the section). Keys that name files, addresses, or who may connect
+/// (`kernel.data_dir`, `kernel.upgrade_channel`, `bridge.endpoint`,
+/// `bridge.events`, `bridge.anonymous_role`, `bridge.curve_*`,
+/// `metrics.listen`, `metrics.allow_remote`, `inference.model`,
+/// `inference.adapters_dir`, `inference.engine`) are changed by hand only:
+/// an instruction must never move the image, open the kernel to others or
+/// load code from elsewhere.
+pub const SETTABLE_KEYS: &[&str] = &[
+    "actors.*",
+    "sandbox.*",
+    "store.*",
+    "heartbeat.*",
+    "memory.*",
+    "orchestrator.*",
+    "kernel.log",
+    "kernel.first_conversation",
+    "bridge.max_request_bytes",
+    "bridge.max_inflight",
+    "bridge.event_queue",
+    "metrics.max_connections",
+    "metrics.header_timeout_ms",
+    "inference.isq",
+    "inference.max_queue",
+    "inference.timeout_ms",
+    "inference.default_max_tokens",
+    "inference.warm_bytes",
+    "inference.hot_bytes",
+    "inference.dnu_attempts",
+    "inference.dnu_max_tokens",
+    "inference.dnu_expert",
+];
+
+/// Whether `set_config` may change `section.key`.
+pub fn settable(section: &str, key: &str) -> bool {
+    SETTABLE_KEYS
+        .iter()
+        .any(|allowed| match allowed.split_once('.') {
+            Some((s, "*")) => s == section,
+            Some((s, k)) => s == section && k == key,
+            None => false,
+        })
+}
+
 /// An upgrade instruction (`docs/steward.md` documents the format).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -375,7 +419,7 @@ fn resolve_payload(text: &str, policy: &Policy) -> Result<PathBuf, StewardError>
 
 /// SHA-256 of a file's contents.
 pub fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = super::files::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -404,6 +448,13 @@ fn set_key(
     if section.is_empty() || name.is_empty() || name.contains('.') {
         return Err(bad(
             "a key is `section.key`, e.g. `sandbox.wall_clock_ms`".into()
+        ));
+    }
+    if !settable(section, name) {
+        return Err(bad(
+            "not a key instructions may set (docs/steward.md lists them): keys naming files, \
+             addresses or who may connect are changed by hand"
+                .into(),
         ));
     }
     let value = json_to_toml(value).map_err(bad)?;
@@ -702,6 +753,31 @@ mod tests {
             );
             assert!(err.to_string().contains(needle), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn keys_naming_files_addresses_or_access_are_not_settable() {
+        let f = fixture();
+        for key in [
+            "kernel.data_dir",
+            "kernel.upgrade_channel",
+            "bridge.endpoint",
+            "bridge.events",
+            "bridge.anonymous_role",
+            "bridge.curve_key",
+            "bridge.curve_clients",
+            "metrics.listen",
+            "metrics.allow_remote",
+            "inference.model",
+            "inference.adapters_dir",
+        ] {
+            let bytes = instruction(
+                serde_json::json!([{"action": "set_config", "key": key, "value": "x"}]),
+            );
+            let err = validate(&bytes, &f.policy).unwrap_err();
+            assert!(err.to_string().contains("by hand"), "{key}: {err}");
+        }
+        assert!(settable("heartbeat", "interval_ms") && settable("kernel", "log"));
     }
 
     #[test]

@@ -26,6 +26,7 @@
 pub mod channel;
 mod child;
 mod error;
+mod files;
 pub mod instruction;
 mod metrics;
 
@@ -1162,7 +1163,7 @@ fn keep_previous(current: &Path, prev: &Path, link: bool) -> std::io::Result<()>
 /// Copies `from` to `to` (created executable, fsync'd) and returns the
 /// SHA-256 of what was written.
 fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<[u8; 32]> {
-    let mut input = File::open(from)?;
+    let mut input = files::open_regular(from)?;
     let mut output = OpenOptions::new()
         .write(true)
         .create(true)
