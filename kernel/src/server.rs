@@ -48,6 +48,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let image = tokio::task::spawn_blocking(move || RocksImage::open(&data_dir, &store))
         .await
         .map_err(|e| KernelError::Config(format!("opening the image: {e}")))??;
+    let cache_key = crate::cache_key::load_or_create(&config.kernel.data_dir)?;
     let bridge_metrics =
         BridgeMetrics::new(&registry).map_err(|e| KernelError::Config(e.to_string()))?;
     let dropped = prometheus::IntCounter::new(
@@ -89,6 +90,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 max_functions: config.sandbox.max_functions,
             },
             sandbox_threads: config.sandbox.threads,
+            cache_key,
         },
         sink.clone(),
         Arc::new(crate::upgrade::ChannelHooks::new(
@@ -187,6 +189,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Arc::new(Context {
         space: space.clone(),
+        client_spaces: Role::CLIENT.map(|role| space.for_client(role)),
         started,
         catalog: catalog.clone(),
         orchestrator: orchestrator.clone(),
@@ -211,6 +214,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let limits = Limits {
         max_request_bytes: config.bridge.max_request_bytes,
         max_inflight: config.bridge.max_inflight.max(1),
+        max_inflight_per_peer: config.bridge.max_inflight_per_peer.max(1),
         anonymous_role,
     };
     let heartbeat = actix::spawn(crate::heartbeat::run(

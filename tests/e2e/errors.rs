@@ -622,3 +622,100 @@ fn many_slots_with_one_repeated_are_refused_without_stalling_other_clients() {
     );
     assert!(message.contains("duplicate map key \"k0\""), "{message}");
 }
+
+/// Burns a few milliseconds of fuel, so requests stay in flight.
+const SLOW: &str = r#"(module
+  (import "uvm" "return_i64" (func $ret (param i64)))
+  (memory (export "memory") 1)
+  (func (export "invoke") (local $i i64)
+    (loop $again
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br_if $again (i64.lt_u (local.get $i) (i64.const 2000000))))
+    (call $ret (local.get $i))))"#;
+
+/// One connection pipelining slow requests gets `overloaded` once it holds
+/// its share of the in-flight slots, while another connection's request,
+/// sent while those are still running, is served: the limit is per
+/// connection, not one counter the first client can fill.
+#[test]
+fn one_connection_cannot_take_every_in_flight_slot() {
+    let k = Kernel::start_with(Options::config(
+        "[bridge]\nmax_inflight = 8\nmax_inflight_per_peer = 4\n\n[sandbox]\nthreads = 1\n",
+    ));
+    let (greedy, other) = (k.dealer(), k.dealer());
+    let o = greedy.create(&[]);
+    greedy.ok(
+        "create_method",
+        &[
+            ("oid", Value::from(o)),
+            ("selector", s("spin")),
+            ("wat", s(SLOW)),
+        ],
+    );
+    const N: u64 = 40;
+    for i in 0..N {
+        greedy.send_request(
+            "send",
+            &Value::from(i),
+            &[
+                ("oid", Value::from(o)),
+                ("selector", s("spin")),
+                ("args", Value::Array(vec![])),
+            ],
+        );
+    }
+    // The first refusal proves the greedy client holds its whole share now
+    // (its slow requests run one at a time on the one sandbox thread).
+    let mut replies = Vec::new();
+    let refusal = loop {
+        let r = greedy.recv_reply();
+        if let Err((code, message)) = &r.outcome {
+            assert_eq!(code, "overloaded", "{message}");
+            break message.clone();
+        }
+        replies.push(r);
+    };
+    assert!(refusal.contains("its share"), "{refusal}");
+    other.ping();
+    // Every greedy request is answered: ok, or overloaded.
+    for r in greedy.recv_replies(N as usize - replies.len() - 1) {
+        if let Err((code, message)) = &r.outcome {
+            assert_eq!(code, "overloaded", "{message}");
+        }
+    }
+}
+
+/// The frames before the body (routing ids, delimiters) are kept until the
+/// reply: more than 16 of them, or more than 4 KiB, get `too_large`
+/// (answered by routing id alone), and the connection goes on.
+#[test]
+fn oversized_envelopes_are_refused() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let body = encode_request("ping", Some(&Value::from(1)), &[]);
+    let empty: &[u8] = b"";
+    let mut frames = vec![empty; 20];
+    frames.push(&body);
+    c.send_frames(&frames);
+    let r = c.recv_reply();
+    assert_eq!(
+        r.outcome.as_ref().unwrap_err().0,
+        "too_large",
+        "{:?}",
+        r.raw
+    );
+    let big = vec![b'x'; 5000];
+    c.send_frames(&[&big, &body]);
+    let r = c.recv_reply();
+    assert_eq!(
+        r.outcome.as_ref().unwrap_err().0,
+        "too_large",
+        "{:?}",
+        r.raw
+    );
+    // Within the limits, envelope frames come back as they were sent.
+    c.send_frames(&[b"hop-1", b"hop-2", &body]);
+    let frames = c.recv_frames();
+    assert_eq!(&frames[..2], &[b"hop-1".to_vec(), b"hop-2".to_vec()]);
+    c.ping();
+}

@@ -76,6 +76,10 @@ pub struct BridgeConfig {
     pub max_request_bytes: usize,
     /// Requests being worked on at once; past this, `overloaded`.
     pub max_inflight: usize,
+    /// One connection's share of `max_inflight`: past it, more requests
+    /// from that connection get `overloaded` unless as many slots stay
+    /// free for the others.
+    pub max_inflight_per_peer: usize,
     /// Events queued for the PUB socket before new ones are dropped.
     pub event_queue: usize,
     /// The role of a client that presents no key (`read`, `write` or
@@ -100,6 +104,7 @@ impl Default for BridgeConfig {
             events: "tcp://127.0.0.1:5556".into(),
             max_request_bytes: 16 * 1024 * 1024,
             max_inflight: 1024,
+            max_inflight_per_peer: 256,
             event_queue: 65_536,
             anonymous_role: "admin".into(),
             curve_key: String::new(),

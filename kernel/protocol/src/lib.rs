@@ -4,6 +4,7 @@
 //! dependencies so the request decoder can be fuzzed on its own (`fuzz/`).
 
 mod command;
+mod elements;
 mod request;
 
 pub use command::{Command, MethodCode, ObjRef};
@@ -16,6 +17,10 @@ pub const PROTOCOL_VERSION: u64 = 1;
 
 /// Deepest nesting a request body may have (envelope included).
 pub const MAX_DEPTH: usize = 128;
+
+/// Most values a request body may hold (array elements, map keys and
+/// values, counted before decoding): more is `too_large`.
+pub const MAX_ELEMENTS: u64 = 1 << 20;
 
 /// Topic (first frame) of state change events on the events socket.
 pub const TOPIC_STATE: &str = "uvm_state_update";

@@ -7,7 +7,7 @@
 use rmpv::Value;
 
 use super::command::Fields;
-use super::{Command, ErrorCode, WireError, MAX_DEPTH, PROTOCOL_VERSION};
+use super::{Command, ErrorCode, WireError, MAX_DEPTH, MAX_ELEMENTS, PROTOCOL_VERSION};
 
 /// A decoded request.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +40,16 @@ fn fail(id: Option<Value>, code: ErrorCode, message: impl Into<String>) -> Decod
 
 /// Decodes one request body. Never panics, whatever the bytes.
 pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
+    if let Err(n) = super::elements::count_values(body, MAX_ELEMENTS) {
+        return Err(fail(
+            None,
+            ErrorCode::TooLarge,
+            format!(
+                "the body holds more than {} values (at least {n})",
+                MAX_ELEMENTS
+            ),
+        ));
+    }
     let mut reader = body;
     let value = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH).map_err(|e| {
         fail(

@@ -6,7 +6,8 @@ pub mod endpoint;
 pub mod events;
 pub mod zap;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,6 +31,11 @@ use batos_actors::Role;
 
 /// Metrics label for bodies that named no known command.
 const INVALID: &str = "invalid";
+/// Frames before the body a request may carry (routing ids, delimiter):
+/// they are kept until the reply, so they are bounded like the body.
+const MAX_ENVELOPE_FRAMES: usize = 16;
+/// Bytes of those frames in all.
+const MAX_ENVELOPE_BYTES: usize = 4096;
 
 /// Request metrics of the bridge.
 #[derive(Clone)]
@@ -199,6 +205,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// More concurrent requests get `overloaded`.
     pub max_inflight: usize,
+    /// A connection's share of `max_inflight`: past it, a connection gets
+    /// `overloaded` unless a share's worth of slots stays free for others.
+    pub max_inflight_per_peer: usize,
     /// The role of every client when the bridge has no CURVE keys
     /// (loopback only); with keys, each client's role is in the allow-list.
     pub anonymous_role: Role,
@@ -226,6 +235,7 @@ pub async fn serve(
     let (reply_tx, mut reply_rx) = mpsc::unbounded_channel::<Multipart>();
     let state = Rc::new(Served {
         inflight: Cell::new(0),
+        per_peer: RefCell::new(HashMap::new()),
         reply_tx,
         metrics,
         limits,
@@ -279,6 +289,8 @@ async fn send_replies(
 
 struct Served {
     inflight: Cell<usize>,
+    /// Requests in flight per connection (by [`peer_key`]).
+    per_peer: RefCell<HashMap<u64, usize>>,
     reply_tx: mpsc::UnboundedSender<Multipart>,
     metrics: BridgeMetrics,
     limits: Limits,
@@ -299,10 +311,42 @@ impl Served {
         let _ = self.reply_tx.send(envelope);
     }
 
-    fn finish(&self) {
+    /// Takes an in-flight slot for `peer`, or says why none is free. A
+    /// connection holding its share (`max_inflight_per_peer`) takes more
+    /// only while a share's worth of slots stays free for the others.
+    fn admit(&self, peer: u64) -> Result<(), String> {
+        if self.inflight.get() >= self.limits.max_inflight {
+            return Err(format!(
+                "{} requests in flight (the limit); retry later",
+                self.inflight.get()
+            ));
+        }
+        let mut per_peer = self.per_peer.borrow_mut();
+        let mine = per_peer.entry(peer).or_insert(0);
+        let share = self.limits.max_inflight_per_peer;
+        if *mine >= share && self.inflight.get() + share >= self.limits.max_inflight {
+            return Err(format!(
+                "this connection has {mine} requests in flight (its share); retry later"
+            ));
+        }
+        *mine += 1;
+        self.inflight.set(self.inflight.get() + 1);
+        self.metrics.inflight.set(self.inflight.get() as i64);
+        Ok(())
+    }
+
+    /// Gives back `peer`'s in-flight slot.
+    fn finish(&self, peer: u64) {
         let n = self.inflight.get() - 1;
         self.inflight.set(n);
         self.metrics.inflight.set(n as i64);
+        let mut per_peer = self.per_peer.borrow_mut();
+        if let Some(mine) = per_peer.get_mut(&peer) {
+            *mine -= 1;
+            if *mine == 0 {
+                per_peer.remove(&peer);
+            }
+        }
     }
 }
 
@@ -318,6 +362,23 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
         state.limits.anonymous_role
     };
     let envelope = frames;
+    let envelope_bytes: usize = envelope.iter().map(|f| f.len()).sum();
+    if envelope.len() > MAX_ENVELOPE_FRAMES || envelope_bytes > MAX_ENVELOPE_BYTES {
+        let outcome = Err(WireError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{} frames ({envelope_bytes} bytes) before the body; the limit is \
+                 {MAX_ENVELOPE_FRAMES} frames, {MAX_ENVELOPE_BYTES} bytes",
+                envelope.len()
+            ),
+        ));
+        state.metrics.record(INVALID, &outcome, started);
+        // Only the routing id goes back: it is all the reply needs to arrive.
+        let mut route = envelope;
+        route.0.truncate(1);
+        state.reply(route, None, &outcome);
+        return;
+    }
     if body.len() > state.limits.max_request_bytes {
         let outcome = Err(WireError::new(
             ErrorCode::TooLarge,
@@ -343,20 +404,13 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
         }
     };
     let name = request.command.name();
-    if state.inflight.get() >= state.limits.max_inflight {
-        let outcome = Err(WireError::new(
-            ErrorCode::Overloaded,
-            format!(
-                "{} requests in flight (the limit); retry later",
-                state.inflight.get()
-            ),
-        ));
+    let peer = peer_key(envelope.0.front().map_or(&[][..], |id| &id[..]));
+    if let Err(why) = state.admit(peer) {
+        let outcome = Err(WireError::new(ErrorCode::Overloaded, why));
         state.metrics.record(name, &outcome, started);
         state.reply(envelope, request.id.as_ref(), &outcome);
         return;
     }
-    state.inflight.set(state.inflight.get() + 1);
-    state.metrics.inflight.set(state.inflight.get() as i64);
     let ctx = state.ctx.clone();
     let command = request.command;
     let span = request_span(&command, &envelope);
@@ -374,7 +428,7 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
         Poll::Ready(outcome) => {
             state.metrics.record(name, &outcome, started);
             state.reply(envelope, request.id.as_ref(), &outcome);
-            state.finish();
+            state.finish(peer);
         }
         Poll::Pending => {
             let state = state.clone();
@@ -382,10 +436,18 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
                 let outcome = work.await;
                 state.metrics.record(name, &outcome, started);
                 state.reply(envelope, request.id.as_ref(), &outcome);
-                state.finish();
+                state.finish(peer);
             });
         }
     }
+}
+
+/// A connection's key for its in-flight share: its routing id, hashed
+/// (FNV-1a; ids are libzmq's or a client's own, a few bytes).
+fn peer_key(routing_id: &[u8]) -> u64 {
+    routing_id.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// The reply to a command that panicked, logged with what the panic said.

@@ -28,8 +28,10 @@ use crate::protocol::{Command, ErrorCode, ObjRef, WireError};
 
 /// What every command can reach.
 pub struct Context {
-    /// The object space.
+    /// The object space (the kernel's handle).
     pub space: ObjectSpace,
+    /// Handles whose requests run with each client role, made once.
+    pub client_spaces: [ObjectSpace; 3],
     /// When the kernel started (for `ping`'s uptime).
     pub started: Instant,
     /// The knowledge catalog.
@@ -47,7 +49,7 @@ pub async fn execute(ctx: &Context, role: Role, command: Command) -> Result<Valu
     role.require(required(&command), command.name())
         .map_err(|why| WireError::new(ErrorCode::Forbidden, why))?;
     // Object changes are checked by the object space, per object and slot.
-    let space = &ctx.space.for_client(role);
+    let space = ctx.space_for(role);
     match command {
         Command::Ping => Ok(ping::execute(ctx)),
         Command::GetFullState { oid } => state::execute(ctx, oid).await,
@@ -88,6 +90,14 @@ pub async fn execute(ctx: &Context, role: Role, command: Command) -> Result<Valu
         } => inference::infer(ctx, prompt, expert, max_tokens).await,
         Command::StartCycle { kind } => cycle::start(ctx, kind).await,
         Command::GetCycle { cycle } => cycle::get(ctx, cycle).await,
+    }
+}
+
+impl Context {
+    /// The handle whose requests run with a client's `role`.
+    fn space_for(&self, role: Role) -> &ObjectSpace {
+        let i = Role::CLIENT.iter().position(|r| *r == role).unwrap_or(0);
+        &self.client_spaces[i]
     }
 }
 
