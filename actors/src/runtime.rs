@@ -32,7 +32,7 @@ use batos_object::slot::Slot;
 use batos_object::txn::Transaction;
 use batos_object::value::{Oid, Value};
 use batos_sandbox::audit::AuditLimits;
-use batos_sandbox::{Sandbox, SandboxLimits};
+use batos_sandbox::{CacheKey, Sandbox, SandboxLimits};
 
 /// Messages an object's mailbox holds before senders wait; large, because
 /// the bridge bounds in-flight work and waiting senders could reorder.
@@ -60,6 +60,8 @@ pub struct SpaceConfig {
     pub audit: AuditLimits,
     /// Threads running methods.
     pub sandbox_threads: usize,
+    /// Seals the compiled modules the sandbox caches in the image.
+    pub cache_key: CacheKey,
 }
 
 /// Shared state of the space, reachable from every actor.
@@ -189,8 +191,13 @@ impl ObjectSpace {
         let arbiters = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
-        let sandbox = Sandbox::new(image.clone(), config.sandbox.clone(), registry)
-            .map_err(|e| ActorError::internal(e.0))?;
+        let sandbox = Sandbox::new(
+            image.clone(),
+            config.sandbox.clone(),
+            config.cache_key.clone(),
+            registry,
+        )
+        .map_err(|e| ActorError::internal(e.0))?;
         let pool = Pool::new(
             "sandbox",
             config.sandbox_threads,

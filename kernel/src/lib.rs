@@ -4,6 +4,7 @@
 //! ([`server::run`]).
 
 pub mod bridge;
+pub mod cache_key;
 pub mod cli;
 pub mod cmd;
 pub mod cognitive;

@@ -656,6 +656,43 @@ fn compiled_modules_are_cached_in_the_image() {
     );
 }
 
+/// The compiled cache holds native code: a kernel loads only modules sealed
+/// with its own key (kept beside the image, not in it). With another key,
+/// as an image copied to another machine or planted would have, every
+/// cached module is refused and compiled again, and methods still work.
+#[test]
+fn cached_modules_sealed_with_another_key_are_recompiled() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install_wat(&c, o, "increment", COUNTER);
+    c.send(o, "increment", vec![]).unwrap();
+    let root = k.stop();
+    let key = root.path().join("data/compiled-cache.key");
+    let mine = std::fs::read(&key).expect("the kernel's cache key");
+    assert_eq!(mine.len(), 32);
+    std::fs::remove_file(&key).unwrap();
+    let k = Kernel::start_on(root, Options::default());
+    let c = k.dealer();
+    assert_eq!(
+        must(&c.send(o, "increment", vec![]).unwrap(), "value").as_u64(),
+        Some(2)
+    );
+    let m = k.scrape();
+    let loads = "batos_sandbox_module_loads_total";
+    assert_eq!(
+        m.count(loads, &[("source", "image")]),
+        0.0,
+        "nothing foreign loaded"
+    );
+    assert!(m.count(loads, &[("source", "rejected")]) >= 1.0);
+    assert!(m.count(loads, &[("source", "compiled")]) >= 1.0);
+    assert_ne!(
+        std::fs::read(k.data_dir().join("compiled-cache.key")).unwrap(),
+        mine
+    );
+}
+
 /// Two clients race on one object: one through a method on another object
 /// that sends to it (a cross-object transaction), one directly. Optimistic
 /// validation keeps them serializable: no increment is lost.

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use sha2::Sha256;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
@@ -79,7 +81,8 @@ impl SandboxMetrics {
             modules: IntCounterVec::new(
                 Opts::new(
                     "batos_sandbox_module_loads_total",
-                    "Module lookups by source: memory (InstancePre cached), image (compiled module cache hit), compiled",
+                    "Module lookups by source: memory (InstancePre cached), image (compiled module cache hit), \
+                     compiled, rejected (a cached module whose seal did not verify: recompiled)",
                 ),
                 &["source"],
             )?,
@@ -92,6 +95,56 @@ impl SandboxMetrics {
     }
 }
 
+/// The key that seals compiled modules in the image's cache (HMAC-SHA256):
+/// a module is deserialized (native code) only if this kernel sealed it.
+/// Kept outside the image, so a copied, restored or planted image carries
+/// no module the kernel will load without compiling it again.
+#[derive(Clone)]
+pub struct CacheKey([u8; 32]);
+
+/// Bytes of the MAC in front of each sealed module.
+const TAG_BYTES: usize = 32;
+
+impl CacheKey {
+    /// A key from its 32 bytes.
+    pub fn new(bytes: [u8; 32]) -> CacheKey {
+        CacheKey(bytes)
+    }
+
+    fn mac(&self, key: &[u8], bytes: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any size");
+        mac.update(&(key.len() as u64).to_be_bytes());
+        mac.update(key);
+        mac.update(bytes);
+        mac
+    }
+
+    /// `bytes` with the MAC over (`key`, `bytes`) in front.
+    fn seal(&self, key: &[u8], bytes: &[u8]) -> Vec<u8> {
+        let tag = self.mac(key, bytes).finalize().into_bytes();
+        let mut sealed = Vec::with_capacity(TAG_BYTES + bytes.len());
+        sealed.extend_from_slice(&tag);
+        sealed.extend_from_slice(bytes);
+        sealed
+    }
+
+    /// The bytes of a sealed module, if its MAC verifies (in constant time).
+    fn open<'a>(&self, key: &[u8], sealed: &'a [u8]) -> Option<&'a [u8]> {
+        if sealed.len() < TAG_BYTES {
+            return None;
+        }
+        let (tag, bytes) = sealed.split_at(TAG_BYTES);
+        self.mac(key, bytes).verify_slice(tag).ok().map(|()| bytes)
+    }
+}
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(..)")
+    }
+}
+
 /// The method sandbox.
 pub struct Sandbox {
     engine: Engine,
@@ -99,6 +152,7 @@ pub struct Sandbox {
     modules: Mutex<HashMap<String, InstancePre<Guest>>>,
     image: Arc<dyn Image>,
     engine_key: [u8; 8],
+    cache_key: CacheKey,
     limits: SandboxLimits,
     metrics: SandboxMetrics,
     stop_ticker: Arc<AtomicBool>,
@@ -109,6 +163,7 @@ impl Sandbox {
     pub fn new(
         image: Arc<dyn Image>,
         limits: SandboxLimits,
+        cache_key: CacheKey,
         registry: &Registry,
     ) -> Result<Sandbox, MethodFault> {
         let fault = |e: wasmtime::Error| MethodFault(format!("starting the sandbox: {e:#}"));
@@ -155,6 +210,7 @@ impl Sandbox {
             modules: Mutex::new(HashMap::new()),
             image,
             engine_key,
+            cache_key,
             limits,
             metrics,
             stop_ticker,
@@ -191,7 +247,9 @@ impl Sandbox {
         self.metrics.modules.with_label_values(&["compiled"]).inc();
         match module.serialize() {
             Ok(bytes) => {
-                if let Err(err) = self.image.store_compiled(&self.cache_key(hash), &bytes) {
+                let key = self.cache_key(hash);
+                let sealed = self.cache_key.seal(&key, &bytes);
+                if let Err(err) = self.image.store_compiled(&key, &sealed) {
                     tracing::warn!(error = %err, hash, "caching a compiled module failed");
                 }
             }
@@ -201,18 +259,28 @@ impl Sandbox {
     }
 
     fn cached_module(&self, hash: &str) -> Result<Option<Module>, MethodFault> {
-        let Some(bytes) = self
+        let key = self.cache_key(hash);
+        let Some(sealed) = self
             .image
-            .load_compiled(&self.cache_key(hash))
+            .load_compiled(&key)
             .map_err(|e| MethodFault(e.to_string()))?
         else {
             return Ok(None);
         };
-        // SAFETY: these bytes were produced by `Module::serialize` of an
-        // engine with the same compatibility hash (it is part of the key)
-        // and stored in our own image; wasmtime re-checks the header. Anyone
-        // able to write the image can already change every object.
-        match unsafe { Module::deserialize(&self.engine, &bytes) } {
+        let Some(bytes) = self.cache_key.open(&key, &sealed) else {
+            self.metrics.modules.with_label_values(&["rejected"]).inc();
+            tracing::warn!(
+                hash,
+                "a cached compiled module is not sealed with this kernel's key; recompiling"
+            );
+            return Ok(None);
+        };
+        // SAFETY: `Module::deserialize` runs native code, so only bytes this
+        // kernel wrote are given to it: they carry a MAC under the kernel's
+        // own key (kept outside the image, so a copied or planted image
+        // cannot forge one) over the cache key (engine compatibility hash
+        // and module hash) and the bytes; wasmtime re-checks the header.
+        match unsafe { Module::deserialize(&self.engine, bytes) } {
             Ok(module) => {
                 self.metrics.modules.with_label_values(&["image"]).inc();
                 Ok(Some(module))
@@ -356,5 +424,72 @@ impl Invoke for Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batos_object::image::module_hash;
+    use batos_object::testing::MemoryImage;
+
+    const MODULE: &str = r#"(module (memory (export "memory") 1) (func (export "invoke")))"#;
+
+    fn sandbox(image: &Arc<MemoryImage>, key: u8) -> (Sandbox, Registry) {
+        let registry = Registry::new();
+        let sandbox = Sandbox::new(
+            image.clone(),
+            SandboxLimits::default(),
+            CacheKey::new([key; 32]),
+            &registry,
+        )
+        .expect("sandbox");
+        (sandbox, registry)
+    }
+
+    fn loads(registry: &Registry, source: &str) -> u64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "batos_sandbox_module_loads_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == source))
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    #[test]
+    fn only_modules_sealed_with_this_kernels_key_are_loaded_from_the_cache() {
+        let image = Arc::new(MemoryImage::new());
+        let wasm = crate::audit::wat_to_wasm(MODULE).unwrap();
+        let hash = module_hash(&wasm);
+        let (first, r) = sandbox(&image, 1);
+        first.prepare(&hash, &wasm).unwrap();
+        assert_eq!(loads(&r, "compiled"), 1);
+
+        // The same key: loaded from the image, not compiled.
+        let (same, r) = sandbox(&image, 1);
+        same.prepare(&hash, &wasm).unwrap();
+        assert_eq!((loads(&r, "image"), loads(&r, "compiled")), (1, 0));
+
+        // Another key (an image copied to another kernel): recompiled.
+        let (other, r) = sandbox(&image, 2);
+        other.prepare(&hash, &wasm).unwrap();
+        assert_eq!((loads(&r, "rejected"), loads(&r, "compiled")), (1, 1));
+
+        // Planted bytes under the right cache key, with a forged or no tag:
+        // never deserialized.
+        let key = other.cache_key(&hash);
+        let mut planted = image.load_compiled(&key).unwrap().unwrap();
+        let last = planted.len() - 1;
+        planted[last] ^= 1;
+        image.store_compiled(&key, &planted).unwrap();
+        let (victim, r) = sandbox(&image, 2);
+        victim.prepare(&hash, &wasm).unwrap();
+        assert_eq!((loads(&r, "rejected"), loads(&r, "compiled")), (1, 1));
+        image.store_compiled(&key, b"short").unwrap();
+        let (victim, r) = sandbox(&image, 2);
+        victim.prepare(&hash, &wasm).unwrap();
+        assert_eq!(loads(&r, "rejected"), 1);
     }
 }

@@ -18,7 +18,7 @@ mod host;
 pub mod synthesis;
 
 pub use batos_object::image::module_hash;
-pub use engine::{Sandbox, SandboxLimits};
+pub use engine::{CacheKey, Sandbox, SandboxLimits};
 pub use host::{
     frame, Frame, Invoke, LogBudget, MethodFault, MethodHost, Resolved, MAX_LOG_LINES,
     MAX_LOG_LINE_BYTES,

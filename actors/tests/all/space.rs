@@ -12,7 +12,7 @@ use batos_object::slot::Provenance;
 use batos_object::testing::MemoryImage;
 use batos_object::value::Value;
 use batos_sandbox::audit::{wat_to_wasm, AuditLimits};
-use batos_sandbox::SandboxLimits;
+use batos_sandbox::{CacheKey, SandboxLimits};
 use futures::future::{BoxFuture, FutureExt};
 
 struct NoEvents;
@@ -32,6 +32,7 @@ fn config() -> SpaceConfig {
         sandbox: SandboxLimits::default(),
         audit: AuditLimits::default(),
         sandbox_threads: 2,
+        cache_key: CacheKey::new([7; 32]),
     }
 }
 

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use batos_object::{Oid, Value};
 use batos_sandbox::audit::{audit, wat_to_wasm, AuditLimits};
-use batos_sandbox::{Invoke, LogBudget, MethodFault, MethodHost, Resolved, Sandbox, SandboxLimits};
+use batos_sandbox::{
+    CacheKey, Invoke, LogBudget, MethodFault, MethodHost, Resolved, Sandbox, SandboxLimits,
+};
 use batos_store::{RocksImage, StoreOptions};
 use parking_lot::Mutex;
 
@@ -100,8 +102,15 @@ fn main() {
         .expect("image"),
     );
     let registry = prometheus::Registry::new();
-    let sandbox =
-        Arc::new(Sandbox::new(image, SandboxLimits::default(), &registry).expect("sandbox"));
+    let sandbox = Arc::new(
+        Sandbox::new(
+            image,
+            SandboxLimits::default(),
+            CacheKey::new([7; 32]),
+            &registry,
+        )
+        .expect("sandbox"),
+    );
     let host: Arc<Mutex<dyn MethodHost>> = Arc::new(Mutex::new(NullHost {
         sandbox: sandbox.clone(),
         log_budget: LogBudget::default(),
