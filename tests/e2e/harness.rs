@@ -448,6 +448,28 @@ impl Kernel {
 
     /// Waits until `oid`'s slot `name` is set and returns it, using the
     /// events (the slot may already be set before we subscribed).
+    /// Waits until `ping` says nothing is being rebuilt (a start that found
+    /// the memory index behind the image rebuilds it while serving). No
+    /// event announces the end, so this asks, as a client would.
+    pub fn wait_recovered(&self) {
+        let c = self.dealer();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let pong = c.ping();
+            if must(&pong, "rebuilding")
+                .as_array()
+                .is_some_and(Vec::is_empty)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still rebuilding after {READY_TIMEOUT:?}: {pong}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn wait_for_slot(&self, c: &Client, oid: u64, name: &str) -> Value {
         let sub = self.subscriber();
         sub.sync(c);
@@ -1397,7 +1419,13 @@ impl Subscriber {
                     {
                         return scratch;
                     }
-                    ev = self.next();
+                    match self.next_timeout(Duration::from_secs(1)) {
+                        Some(next) => ev = next,
+                        // Events are best effort (a PUB drops past its
+                        // high-water mark): write again rather than wait
+                        // for one that may never come.
+                        None => break,
+                    }
                 }
             }
         }

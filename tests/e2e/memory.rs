@@ -163,6 +163,9 @@ fn reingesting_a_source_replaces_its_chunks_and_survives_restart() {
     assert_eq!(uint(&c.get(source, "generation")), 2);
 
     let k = k.restart();
+    // A stop can land between a background summary's image commit and its
+    // index commit: the index is then rebuilt while the kernel serves.
+    k.wait_recovered();
     let c = k.dealer();
     assert!(search(&c, &[("query", s("bananas"))]).is_empty());
     assert_eq!(
@@ -175,6 +178,7 @@ fn reingesting_a_source_replaces_its_chunks_and_survives_restart() {
     let index = root.path().join("data/memory-index");
     std::fs::remove_dir_all(&index).expect("remove the index");
     let k = Kernel::start_on(root, Options::default());
+    k.wait_recovered();
     let c = k.dealer();
     assert_eq!(
         hit_sources(&search(&c, &[("query", s("cherries"))])),
@@ -183,6 +187,7 @@ fn reingesting_a_source_replaces_its_chunks_and_survives_restart() {
     let root = k.stop();
     std::fs::write(index.join("meta.json"), b"{ not json").expect("garble the index");
     let k = Kernel::start_on(root, Options::default());
+    k.wait_recovered();
     let c = k.dealer();
     assert_eq!(
         hit_sources(&search(&c, &[("query", s("apples"))])),
@@ -247,6 +252,7 @@ fn a_crash_during_ingest_leaves_every_source_whole_or_absent() {
         .collect();
     let root = k.kill();
     let k = Kernel::start_on(root, opts);
+    k.wait_recovered();
     let c = k.dealer();
     let mut present = 0;
     for i in 0..n {
@@ -420,6 +426,7 @@ fn a_summary_tree_a_crash_left_unlinked_is_indexed_and_linked_on_start() {
     std::fs::remove_dir_all(root.path().join("data/memory-index")).expect("remove the index");
 
     let k = Kernel::start_on(root, Options::config(config));
+    k.wait_recovered();
     let c = k.dealer();
     assert_same(
         &c.get(source, "summary"),
@@ -486,6 +493,7 @@ fn start_up_survives_damaged_memory_structures_and_reports_them() {
     std::fs::remove_dir_all(root.path().join("data/memory-index")).expect("remove the index");
 
     let k = Kernel::start_on(root, Options::config(config));
+    k.wait_recovered();
     let c = k.dealer();
     assert!(
         !search(&c, &[("query", s("zebra"))]).is_empty(),
@@ -503,6 +511,47 @@ fn start_up_survives_damaged_memory_structures_and_reports_them() {
     ingest(&c, vec![doc("after.txt", "The keeper feeds the otters.")]);
     let root = k.stop();
     let k = Kernel::start_on(root, Options::config(config));
+    k.wait_recovered();
     let c = k.dealer();
     assert!(!search(&c, &[("query", s("otters"))]).is_empty());
+}
+
+/// The index is rebuilt while the kernel serves: the ready line comes
+/// first (a steward's start timeout does not depend on the image's size),
+/// `ping` says what is being rebuilt, searches are `unavailable` meanwhile
+/// and answer once it is done.
+#[test]
+fn a_lost_index_is_rebuilt_while_the_kernel_serves() {
+    let k = Kernel::start_with(Options::config("[memory]\nbackground_summaries = false\n"));
+    let c = k.dealer();
+    for batch in 0..10 {
+        let docs = (0..500)
+            .map(|i| {
+                doc(
+                    &format!("doc-{batch}-{i}"),
+                    &format!("entry {batch} {i} about lanterns"),
+                )
+            })
+            .collect();
+        ingest(&c, docs);
+    }
+    let root = k.stop();
+    std::fs::remove_dir_all(root.path().join("data/memory-index")).expect("remove the index");
+    let k = Kernel::start_on(
+        root,
+        Options::config("[memory]\nbackground_summaries = false\n"),
+    );
+    let c = k.dealer();
+    let pong = c.ping();
+    assert_same(
+        must(&pong, "rebuilding"),
+        &Value::Array(vec![s("memory_index")]),
+        "the first ping comes while 5000 documents are indexed again",
+    );
+    c.expect_err("search_memory", &[("query", s("lanterns"))], "unavailable");
+    k.wait_recovered();
+    assert_eq!(
+        search(&c, &[("query", s("lanterns")), ("limit", Value::from(5))]).len(),
+        5
+    );
 }

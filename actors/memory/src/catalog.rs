@@ -202,11 +202,14 @@ pub struct Catalog {
     metrics: CatalogMetrics,
     max_queue: usize,
     background_summaries: bool,
+    /// True while the worker rebuilds the index after start.
+    rebuilding: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Catalog {
-    /// Opens the catalog: loads its directory from the image, rebuilds the
-    /// index if it does not match the image, and starts the worker.
+    /// Opens the catalog: loads its directory from the image and starts the
+    /// worker, which first rebuilds the index if it does not match the image
+    /// (the catalog answers meanwhile: see [`Catalog::is_rebuilding`]).
     pub async fn open(
         space: ObjectSpace,
         config: CatalogConfig,
@@ -232,6 +235,7 @@ impl Catalog {
         let worker_counter = counter.clone();
         let worker_index = index.clone();
         let worker_metrics = metrics.clone();
+        let (worker_rebuilding, rebuilding) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()
             .name("batos-memory".into())
             .spawn(move || {
@@ -244,8 +248,22 @@ impl Catalog {
                     worker_metrics,
                 );
                 match worker {
-                    Ok(worker) => {
+                    Ok((mut worker, unlinked)) => {
+                        // The kernel serves while the index is rebuilt (a
+                        // large one takes long): searches say so until then,
+                        // ingests wait their turn in the queue.
+                        let stale = worker.index.committed_seq() != worker.seq;
+                        worker_rebuilding.send_replace(stale || !unlinked.is_empty());
                         let _ = ready_tx.send(Ok(()));
+                        match worker.recover(stale, unlinked) {
+                            Ok(()) => {
+                                worker_rebuilding.send_replace(false);
+                            }
+                            Err(err) => tracing::error!(
+                                error = %err,
+                                "rebuilding the memory index failed; searches stay unavailable"
+                            ),
+                        }
                         worker.run(rx);
                     }
                     Err(err) => {
@@ -265,7 +283,31 @@ impl Catalog {
             metrics,
             max_queue,
             background_summaries,
+            rebuilding,
         })
+    }
+
+    /// Whether the index is being rebuilt from the image (after a start
+    /// that found it behind): searches are `unavailable` until it is done.
+    pub fn is_rebuilding(&self) -> bool {
+        *self.rebuilding.borrow()
+    }
+
+    /// Waits until the index can be searched (for the kernel's own
+    /// searches, which would rather wait than fail).
+    pub async fn searchable(&self) {
+        let mut rebuilding = self.rebuilding.clone();
+        let _ = rebuilding.wait_for(|r| !*r).await;
+    }
+
+    fn check_searchable(&self) -> Result<(), ActorError> {
+        if self.is_rebuilding() {
+            return Err(ActorError::Unavailable(
+                "the memory index is being rebuilt from the image; retry shortly (ping says when it is done)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the worker summarizes new sources by itself between ingests
@@ -309,6 +351,7 @@ impl Catalog {
 
     /// Searches the index (blocking: call it off the actor threads).
     pub fn search(&self, query: &SearchQuery<'_>) -> Result<Vec<Hit>, ActorError> {
+        self.check_searchable()?;
         let started = Instant::now();
         let hits = self.index.search(query).map_err(|e| match e {
             super::index::IndexError::BadQuery(m) => ActorError::BadRequest(m),
@@ -396,7 +439,7 @@ impl Worker {
         summarizer: Arc<dyn Summarizer>,
         index: Arc<MemoryIndex>,
         metrics: CatalogMetrics,
-    ) -> Result<Worker, ActorError> {
+    ) -> Result<(Worker, Vec<(String, Oid)>), ActorError> {
         let mut worker = Worker {
             catalog: space.root(roots::KNOWLEDGE_CATALOG)?,
             genesis: space.root(roots::GENESIS)?,
@@ -415,8 +458,18 @@ impl Worker {
             pending: BTreeSet::new(),
         };
         let unlinked = worker.load_directory()?;
-        if worker.index.committed_seq() != worker.seq {
-            worker.rebuild_index()?;
+        worker
+            .metrics
+            .pending_summaries
+            .set(worker.pending.len() as i64);
+        Ok((worker, unlinked))
+    }
+
+    /// Brings the index up to the image (`stale`) and links the summary
+    /// trees a crash left unlinked; runs once the kernel is serving.
+    fn recover(&mut self, stale: bool, unlinked: Vec<(String, Oid)>) -> Result<(), ActorError> {
+        if stale {
+            self.rebuild_index()?;
         }
         if !unlinked.is_empty() {
             tracing::info!(
@@ -425,15 +478,11 @@ impl Worker {
             );
             let trees = unlinked
                 .into_iter()
-                .map(|(source, top)| worker.stored_tree(source, top))
+                .map(|(source, top)| self.stored_tree(source, top))
                 .collect::<Result<Vec<_>, _>>()?;
-            worker.link_trees(&trees)?;
+            self.link_trees(&trees)?;
         }
-        worker
-            .metrics
-            .pending_summaries
-            .set(worker.pending.len() as i64);
-        Ok(worker)
+        Ok(())
     }
 
     fn read(&self, oid: Oid) -> Result<Vec<(String, Value)>, ActorError> {

@@ -11,5 +11,13 @@ pub(super) fn execute(ctx: &Context) -> Value {
         ("protocol", Value::from(crate::protocol::PROTOCOL_VERSION)),
         ("uptime_s", Value::F64(ctx.started.elapsed().as_secs_f64())),
         ("objects", Value::from(ctx.space.object_count())),
+        (
+            "rebuilding",
+            Value::Array(if ctx.catalog.is_rebuilding() {
+                vec![Value::from("memory_index")]
+            } else {
+                Vec::new()
+            }),
+        ),
     ])
 }

@@ -189,6 +189,9 @@ pub(super) async fn run_step(
                 .iter()
                 .filter_map(|(p, q)| Some((p.as_str()?.to_string(), q.as_str()?.to_string())))
                 .collect();
+            // After a start that found the index behind, it is rebuilt while
+            // the kernel serves: a resumed cycle waits for it.
+            cx.catalog.searchable().await;
             // Index searches block: run them off the async threads.
             let answers = {
                 let catalog = cx.catalog.clone();
