@@ -34,6 +34,7 @@ impl Ctx {
         dir: &Path,
         durability: Durability,
         endpoint: &str,
+        env: &[(&str, String)],
     ) -> Result<Kernel> {
         let data = dir.join("data");
         fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
@@ -44,6 +45,7 @@ impl Ctx {
             durability,
             endpoint,
             &self.rust_log,
+            env,
         )
     }
 
@@ -114,15 +116,26 @@ pub(crate) fn bridge_scenario_in(ctx: &mut Ctx, sc: &Scenario, dir: &Path) -> Re
     if sc.op == Op::ZmqFloor {
         let stop = Arc::new(AtomicBool::new(false));
         let (endpoint, server) = zmq_floor_server(stop.clone())?;
-        let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout)?;
+        let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout, None)?;
         let measured = measure_op(&mut client, sc, ctx.duration);
         stop.store(true, Ordering::Relaxed);
         let _ = server.join();
         return measured;
     }
-    let mut kernel = ctx.start_kernel(dir, sc.op.durability(), "tcp://127.0.0.1:*")?;
+    let curve = if sc.curve {
+        Some(curve_keys(dir)?)
+    } else {
+        None
+    };
+    let env = match &curve {
+        Some((_, env)) => env.clone(),
+        None => Vec::new(),
+    };
+    let mut kernel = ctx.start_kernel(dir, sc.op.durability(), "tcp://127.0.0.1:*", &env)?;
     let endpoint = kernel.wait_ready(READY_TIMEOUT)?.endpoint.clone();
-    let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout)?;
+    let client_keys = curve.as_ref().map(|(c, _)| c);
+    let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout, client_keys)?;
+    client.server_pid = Some(kernel.pid());
     ctx.note_version(&mut client)?;
     let measured = measure_op(&mut client, sc, ctx.duration);
     drop(client);
@@ -130,6 +143,32 @@ pub(crate) fn bridge_scenario_in(ctx: &mut Ctx, sc: &Scenario, dir: &Path) -> Re
     let mut m = measured?;
     m.notes.extend(notes);
     Ok(m)
+}
+
+/// Keys for a CURVE scenario in `dir`: the client's credentials, and the
+/// environment that gives the kernel its key pair and the client (as admin).
+fn curve_keys(dir: &Path) -> Result<(Curve, Vec<(&'static str, String)>)> {
+    let keys = dir.join("keys");
+    let admins = keys.join("clients").join("admin");
+    fs::create_dir_all(&admins).with_context(|| format!("creating {}", admins.display()))?;
+    let kernel = KeyPair::generate()?;
+    let client = KeyPair::generate()?;
+    let (kernel_key, _) = kernel.write(&keys, "kernel")?;
+    let (_, client_public) = client.write(&keys, "bench")?;
+    fs::copy(&client_public, admins.join("bench.pub"))
+        .with_context(|| format!("allowing {}", client_public.display()))?;
+    let env = vec![
+        ("BATOS_BRIDGE_CURVE_KEY", kernel_key.display().to_string()),
+        (
+            "BATOS_BRIDGE_CURVE_CLIENTS",
+            keys.join("clients").display().to_string(),
+        ),
+    ];
+    let curve = Curve {
+        server: kernel.public,
+        pair: client,
+    };
+    Ok((curve, env))
 }
 
 pub(crate) fn measure_op(

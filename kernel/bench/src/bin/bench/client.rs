@@ -88,13 +88,23 @@ pub(crate) struct Client {
     pub(crate) sock: zmq::Socket,
     pub(crate) next_id: u64,
     pub(crate) timeout: Duration,
+    /// The server's process, when it is one (its CPU time is measured).
+    pub(crate) server_pid: Option<u32>,
 }
 
 impl Client {
-    pub(crate) fn connect(ctx: &zmq::Context, endpoint: &str, timeout: Duration) -> Result<Client> {
+    pub(crate) fn connect(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        timeout: Duration,
+        curve: Option<&Curve>,
+    ) -> Result<Client> {
         let sock = ctx
             .socket(zmq::DEALER)
             .context("creating a DEALER socket")?;
+        if let Some(curve) = curve {
+            curve.apply(&sock).context("CURVE client options")?;
+        }
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         sock.set_linger(0)?;
         sock.set_rcvtimeo(ms)?;
@@ -105,6 +115,7 @@ impl Client {
             sock,
             next_id: 1,
             timeout,
+            server_pid: None,
         })
     }
 

@@ -11,6 +11,9 @@ pub(crate) struct Measured {
     pub(crate) errors: u64,
     pub(crate) error_samples: Vec<String>,
     pub(crate) notes: Vec<String>,
+    /// CPU time the server process spent per operation while measured
+    /// (user + system, all threads), when the server is a process we know.
+    pub(crate) server_cpu_us_per_op: Option<f64>,
 }
 
 impl Measured {
@@ -174,6 +177,7 @@ where
         make,
         check,
     )?;
+    let cpu_before = client.server_pid.and_then(process_cpu);
     let mut m = drive(
         client,
         in_flight,
@@ -183,8 +187,28 @@ where
         make,
         check,
     )?;
+    let cpu_after = client.server_pid.and_then(process_cpu);
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        if m.ops > 0 {
+            m.server_cpu_us_per_op = Some((after - before).as_secs_f64() * 1e6 / m.ops as f64);
+        }
+    }
     m.absorb_errors(warm);
     Ok(m)
+}
+
+/// CPU time process `pid` has used (user + system, every thread, living
+/// or gone), from `/proc/PID/stat`, in clock ticks of 10 ms.
+pub(crate) fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its
+    // closing parenthesis are space-separated: utime is 14th, stime 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
 /// Create `n` objects, `in_flight` at a time; returns their oids in order.

@@ -67,9 +67,9 @@ pub(crate) fn image_in(
 ) -> Result<()> {
     let n = out.objects;
     // 1. Build the image in bulk, then stop the kernel cleanly.
-    let mut kernel = ctx.start_kernel(dir, Durability::Buffered, "tcp://127.0.0.1:*")?;
+    let mut kernel = ctx.start_kernel(dir, Durability::Buffered, "tcp://127.0.0.1:*", &[])?;
     let endpoint = kernel.wait_ready(READY_TIMEOUT)?.endpoint.clone();
-    let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout)?;
+    let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout, None)?;
     ctx.note_version(&mut client)?;
     eprintln!(
         "  building an image of {} objects ({BULK_IN_FLIGHT} create_object in flight)",
@@ -103,7 +103,7 @@ pub(crate) fn image_in(
         "  reopening the image ({}) and pinging",
         fmt_mb(out.disk_bytes)
     );
-    let mut kernel = ctx.start_kernel(dir, Durability::Buffered, &endpoint)?;
+    let mut kernel = ctx.start_kernel(dir, Durability::Buffered, &endpoint, &[])?;
     let t0 = kernel.spawned_at;
     let sock = ctx.zmq.socket(zmq::DEALER)?;
     sock.set_linger(0)?;
@@ -165,7 +165,7 @@ pub(crate) fn image_in(
 
     // 3. Touch distinct objects (`send` of their own data slot activates each).
     let touch = touch.min(n);
-    let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout)?;
+    let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout, None)?;
     let mut rng = StdRng::seed_from_u64(0xBA70_5EED);
     let chosen = rand::seq::index::sample(&mut rng, oids.len(), usize::try_from(touch)?).into_vec();
     let mut make = |s: u64| {

@@ -43,6 +43,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use batos_client::{Curve, KeyPair};
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -151,7 +152,7 @@ fn run(args: Args) -> Result<ExitCode> {
             "  {:<22} build an image, reopen it: time to first ping, RSS",
             "image"
         );
-        println!("groups: ping, set_slot, get_slot, send, create_object");
+        println!("groups: ping, set_slot, curve, get_slot, send, method, create_object");
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(only) = &args.only {
@@ -226,10 +227,12 @@ fn run(args: Args) -> Result<ExitCode> {
         let outcome = run_bridge_scenario(&mut ctx, sc).map_err(|e| format!("{e:#}"));
         match &outcome {
             Ok(m) => eprintln!(
-                "  {} ops/s, p50 {} µs, p99 {} µs{}",
+                "  {} ops/s, p50 {} µs, p99 {} µs{}{}",
                 fmt_rate(m.ops_per_s()),
                 m.pct_ns(0.5).map_or("—".into(), |ns| fmt_us(ns / 1e3)),
                 m.pct_ns(0.99).map_or("—".into(), |ns| fmt_us(ns / 1e3)),
+                m.server_cpu_us_per_op
+                    .map_or(String::new(), |us| format!(", kernel CPU {us:.1} µs/op")),
                 if m.errors > 0 {
                     format!(", {} ERRORS: {}", m.errors, m.error_samples.join("; "))
                 } else {

@@ -148,6 +148,7 @@ impl Kernel {
         durability: Durability,
         endpoint: &str,
         rust_log: &str,
+        env: &[(&str, String)],
     ) -> Result<Kernel> {
         let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(batos);
@@ -160,6 +161,7 @@ impl Kernel {
             .args(["--durability", durability.flag()])
             .arg("--no-first-conversation")
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file));

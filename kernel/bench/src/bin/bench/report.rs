@@ -439,6 +439,7 @@ pub(crate) fn measured_json(m: &Measured) -> serde_json::Value {
         "errors": m.errors,
         "error_samples": m.error_samples,
         "notes": m.notes,
+        "server_cpu_us_per_op": m.server_cpu_us_per_op,
     })
 }
 

@@ -56,6 +56,8 @@ pub(crate) struct Scenario {
     pub(crate) label: String,
     pub(crate) op: Op,
     pub(crate) in_flight: usize,
+    /// The kernel has CURVE keys and the client authenticates.
+    pub(crate) curve: bool,
 }
 
 /// The counter method of docs/method-abi.md.
@@ -82,6 +84,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             label: format!("bare ZeroMQ ROUTER (no kernel), {k} in flight"),
             op: Op::ZmqFloor,
             in_flight: k,
+            curve: false,
         });
         out.push(Scenario {
             name: format!("ping_{k}"),
@@ -89,6 +92,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             label: format!("`ping` (the bridge alone), {k} in flight"),
             op: Op::Ping,
             in_flight: k,
+            curve: false,
         });
     }
     for d in [Durability::Buffered, Durability::Sync] {
@@ -99,8 +103,19 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 label: format!("`set_slot` {}, {k} in flight", d.flag()),
                 op: Op::SetSlot(d),
                 in_flight: k,
+                curve: false,
             });
         }
+    }
+    for k in [1, 64] {
+        out.push(Scenario {
+            name: format!("set_slot_buffered_curve_{k}"),
+            group: "curve",
+            label: format!("`set_slot` buffered over CURVE, {k} in flight"),
+            op: Op::SetSlot(Durability::Buffered),
+            in_flight: k,
+            curve: true,
+        });
     }
     for k in [1, 64] {
         out.push(Scenario {
@@ -109,6 +124,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             label: format!("`get_slot`, {k} in flight"),
             op: Op::GetSlot,
             in_flight: k,
+            curve: false,
         });
     }
     for depth in [1, 4, 16] {
@@ -119,6 +135,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 label: format!("`send` data slot, delegation depth {depth}, {k} in flight"),
                 op: Op::Send { depth },
                 in_flight: k,
+                curve: false,
             });
         }
     }
@@ -129,6 +146,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             label: format!("`send` of a WASM counter method (buffered), {k} in flight"),
             op: Op::Counter,
             in_flight: k,
+            curve: false,
         });
     }
     for k in [1, 64] {
@@ -138,6 +156,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             label: format!("`create_object`, {k} in flight"),
             op: Op::CreateObject,
             in_flight: k,
+            curve: false,
         });
     }
     out
@@ -155,6 +174,9 @@ pub(crate) enum Target {
 }
 
 pub(crate) fn target_for(sc: &Scenario) -> Option<Target> {
+    if sc.curve {
+        return None;
+    }
     match (sc.op, sc.in_flight) {
         (Op::SetSlot(Durability::Buffered), 64) => Some(Target::RedisRatio(0.5)),
         (Op::SetSlot(Durability::Sync), 64) => Some(Target::RedisRatio(0.8)),
