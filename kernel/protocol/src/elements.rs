@@ -3,73 +3,70 @@
 //! a request's values are capped ([`crate::MAX_ELEMENTS`]) before any is
 //! allocated, keeping decoding within a constant factor of the body.
 
-use rmp::Marker;
-
 /// The number of values in `body` (every array element, map key and map
 /// value, and the top value), counting stops past `max`: `Err(n)` with
 /// `n > max` when there are more. Malformed bytes are left to the decoder,
 /// which reports them: counting stops there with `Ok`.
-pub fn count_values(mut body: &[u8], max: u64) -> Result<u64, u64> {
+pub fn count_values(body: &[u8], max: u64) -> Result<u64, u64> {
+    let mut at = 0usize;
     let mut pending: u64 = 1;
     let mut seen: u64 = 0;
     while pending > 0 {
-        let Ok(marker) = rmp::decode::read_marker(&mut body) else {
+        let Some(&marker) = body.get(at) else {
             return Ok(seen);
         };
+        at += 1;
         pending -= 1;
         seen += 1;
         if seen > max {
             return Err(seen);
         }
+        // (bytes to skip, values that follow) for each marker (the
+        // MessagePack spec's table, in byte order).
         let (skip, children) = match marker {
-            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
-                (0, 0)
-            }
-            Marker::U8 | Marker::I8 => (1, 0),
-            Marker::U16 | Marker::I16 => (2, 0),
-            Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
-            Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
-            Marker::FixStr(n) => (u64::from(n), 0),
-            Marker::Str8 | Marker::Bin8 => (length(&mut body, 1), 0),
-            Marker::Str16 | Marker::Bin16 => (length(&mut body, 2), 0),
-            Marker::Str32 | Marker::Bin32 => (length(&mut body, 4), 0),
-            Marker::FixArray(n) => (0, u64::from(n)),
-            Marker::Array16 => (0, length(&mut body, 2)),
-            Marker::Array32 => (0, length(&mut body, 4)),
-            Marker::FixMap(n) => (0, 2 * u64::from(n)),
-            Marker::Map16 => (0, 2 * length(&mut body, 2)),
-            Marker::Map32 => (0, 2 * length(&mut body, 4)),
-            Marker::FixExt1 => (2, 0),
-            Marker::FixExt2 => (3, 0),
-            Marker::FixExt4 => (5, 0),
-            Marker::FixExt8 => (9, 0),
-            Marker::FixExt16 => (17, 0),
-            Marker::Ext8 => (length(&mut body, 1) + 1, 0),
-            Marker::Ext16 => (length(&mut body, 2) + 1, 0),
-            Marker::Ext32 => (length(&mut body, 4) + 1, 0),
-            Marker::Reserved => return Ok(seen),
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
+            0x90..=0x9f => (0, u64::from(marker & 0x0f)),
+            0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (length(body, &mut at, 1), 0),
+            0xc5 | 0xda => (length(body, &mut at, 2), 0),
+            0xc6 | 0xdb => (length(body, &mut at, 4), 0),
+            0xc7 => (length(body, &mut at, 1) + 1, 0),
+            0xc8 => (length(body, &mut at, 2) + 1, 0),
+            0xc9 => (length(body, &mut at, 4) + 1, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xca | 0xce | 0xd2 => (4, 0),
+            0xcb | 0xcf | 0xd3 => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (0, length(body, &mut at, 2)),
+            0xdd => (0, length(body, &mut at, 4)),
+            0xde => (0, 2 * length(body, &mut at, 2)),
+            0xdf => (0, 2 * length(body, &mut at, 4)),
+            // 0xc1 is never used.
+            _ => return Ok(seen),
         };
-        let Ok(skip) = usize::try_from(skip) else {
-            return Ok(seen);
-        };
-        if skip > body.len() {
-            return Ok(seen);
+        match usize::try_from(skip).ok().and_then(|s| at.checked_add(s)) {
+            Some(next) if next <= body.len() => at = next,
+            _ => return Ok(seen),
         }
-        body = &body[skip..];
         pending += children;
     }
     Ok(seen)
 }
 
-/// A big-endian length of `bytes` bytes (0 when the body ends first: the
-/// decoder reports the truncation).
-fn length(body: &mut &[u8], bytes: usize) -> u64 {
-    if body.len() < bytes {
-        *body = &[];
+/// A big-endian length of `bytes` bytes at `at` (0 when the body ends
+/// first: the decoder reports the truncation).
+fn length(body: &[u8], at: &mut usize, bytes: usize) -> u64 {
+    let Some(head) = body.get(*at..*at + bytes) else {
+        *at = body.len();
         return 0;
-    }
-    let (head, rest) = body.split_at(bytes);
-    *body = rest;
+    };
+    *at += bytes;
     head.iter().fold(0u64, |n, b| n << 8 | u64::from(*b))
 }
 
