@@ -143,6 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         crate::self_docs::documents(),
         OrchestratorConfig {
             step_pause: std::time::Duration::from_millis(config.orchestrator.step_pause_ms),
+            max_running: config.orchestrator.max_running.max(1),
         },
     )?;
     let sockets = bridge::bind(&config.bridge, &bridge_metrics)?;

@@ -292,3 +292,30 @@ fn cycles_are_validated_and_state_behaviour_changes_live() {
         .collect();
     assert_eq!(queries, ["steward upgrade channel"]);
 }
+
+/// Each cycle runs steps, searches memory and may generate: at most
+/// `[orchestrator] max_running` run at once, and one more is `overloaded`
+/// until one completes.
+#[test]
+fn cycles_running_at_once_are_capped() {
+    let k = Kernel::start_with(Options::config(
+        "[orchestrator]\nstep_pause_ms = 200\nmax_running = 1\n",
+    ));
+    let c = k.dealer();
+    let first = uint(must(
+        &c.ok("start_cycle", &[("kind", s("display_yourself"))]),
+        "cycle",
+    ));
+    let message = c.expect_err(
+        "start_cycle",
+        &[("kind", s("display_yourself"))],
+        "overloaded",
+    );
+    assert!(message.contains("the limit"), "{message}");
+    assert_completed(&wait_complete(&k, &c, first));
+    let second = uint(must(
+        &c.ok("start_cycle", &[("kind", s("display_yourself"))]),
+        "cycle",
+    ));
+    assert_ne!(first, second);
+}

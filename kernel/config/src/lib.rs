@@ -267,11 +267,23 @@ impl Default for MemoryConfig {
 }
 
 /// `[orchestrator]`
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OrchestratorConfig {
     /// A pause after each cycle step, to watch a cycle go (0: none).
     pub step_pause_ms: u64,
+    /// Cycles running at once; `start_cycle` past this is `overloaded`
+    /// (cycles resumed at start are not refused).
+    pub max_running: usize,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            step_pause_ms: 0,
+            max_running: 8,
+        }
+    }
 }
 
 /// `[inference]`

@@ -15,7 +15,8 @@
 mod display_yourself;
 pub mod ui_code;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::inference::Cognition;
@@ -42,6 +43,8 @@ const CYCLES_SLOT: &str = "cycles";
 pub struct OrchestratorConfig {
     /// A pause after each step, to watch a cycle go (0 in production).
     pub step_pause: Duration,
+    /// Cycles running at once; starting one more is `overloaded`.
+    pub max_running: usize,
 }
 
 /// Handle to the orchestrator; cheap to clone.
@@ -61,6 +64,8 @@ struct Inner {
     genesis: Oid,
     traits: Oid,
     start_lock: tokio::sync::Mutex<()>,
+    /// Cycles being driven now.
+    running: Mutex<HashSet<Oid>>,
 }
 
 /// A cycle as `get_cycle` shows it.
@@ -120,6 +125,7 @@ impl Orchestrator {
                 documents,
                 config,
                 start_lock: tokio::sync::Mutex::new(()),
+                running: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -140,6 +146,12 @@ impl Orchestrator {
         }
         let inner = &self.inner;
         let _guard = inner.start_lock.lock().await;
+        let running = self.running().len();
+        if running >= inner.config.max_running {
+            return Err(ActorError::Overloaded(format!(
+                "{running} cognitive cycles are running (the limit); retry when one completes"
+            )));
+        }
         let states = self.states(kind).await?;
         let first = states[0].1;
         let cycle = inner.space.allocate_oid();
@@ -305,8 +317,11 @@ impl Orchestrator {
 
     fn spawn(&self, cycle: Oid) {
         let this = self.clone();
+        this.running().insert(cycle);
         actix::spawn(async move {
-            if let Err(err) = this.drive(cycle).await {
+            let driven = this.drive(cycle).await;
+            this.running().remove(&cycle);
+            if let Err(err) = driven {
                 tracing::error!(cycle, error = %err, "cognitive cycle failed");
                 let mut changes = Changes::new();
                 changes.set(cycle, "status", Value::from("failed"));
@@ -319,6 +334,14 @@ impl Orchestrator {
                 }
             }
         });
+    }
+
+    /// The cycles being driven now.
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<Oid>> {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs the cycle's states until it completes.
@@ -391,6 +414,11 @@ impl Orchestrator {
                 }
             };
             inner.space.apply(changes).await?;
+            if next.is_none() {
+                // No longer running once complete: a client told so by the
+                // event below may start another at once.
+                self.running().remove(&cycle);
+            }
             if let Some(state) = announce {
                 inner.events.publish_cycle(CycleEvent { cycle, state });
             }
