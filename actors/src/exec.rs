@@ -21,7 +21,7 @@ use batos_object::error::ActorError;
 use batos_object::rules::{check_slot_write, missing_parent};
 use batos_object::slot::{Primitive, Provenance, Slot};
 use batos_object::txn::Transaction;
-use batos_object::value::{make_ref, parse_parents, Oid, Value, PARENT_SLOT};
+use batos_object::value::{approx_size, make_ref, parse_parents, Oid, Value, PARENT_SLOT};
 use batos_sandbox::abi::status;
 use batos_sandbox::synthesis;
 use batos_sandbox::{Invoke, LogBudget, MethodFault, MethodHost, Resolved};
@@ -147,6 +147,7 @@ fn run_top(
         log_budget: LogBudget::default(),
         role,
         refused: None,
+        written_bytes: 0,
     }));
     let mut generated = false;
     let mut method_at: Option<(Oid, u32)> = None;
@@ -189,8 +190,9 @@ fn run_top(
                     .method_stats
                     .record(holder, &selector, version, outcome.is_err());
             }
-            // A change the role may not make stops the message as `forbidden`,
-            // however deep in nested sends it was refused.
+            // A change the role may not make stops the message as
+            // `forbidden` (one over the byte cap as `too_large`), however
+            // deep in nested sends it was refused.
             outcome.map_err(|e| {
                 ctx.lock()
                     .refused
@@ -220,9 +222,13 @@ pub(crate) struct TxCtx {
     log_budget: LogBudget,
     /// The rights of the client the message came from.
     role: Role,
-    /// The first change refused for `role` inside a method, reported as the
-    /// message's error (the method itself only sees a fault).
+    /// The first change refused inside a method (for `role`, or over the
+    /// byte cap), reported as the message's error (the method itself only
+    /// sees a fault).
     refused: Option<ActorError>,
+    /// Bytes of slot values written so far (every write counts, so the
+    /// copying a message does is bounded too).
+    written_bytes: usize,
 }
 
 impl TxCtx {
@@ -339,7 +345,9 @@ impl TxCtx {
 
     /// A fault for the method running, remembering a refusal (see `refused`).
     fn fault(&mut self, err: ActorError) -> MethodFault {
-        if matches!(err, ActorError::Forbidden(_)) && self.refused.is_none() {
+        if matches!(err, ActorError::Forbidden(_) | ActorError::TooLarge(_))
+            && self.refused.is_none()
+        {
             self.refused = Some(err.clone());
         }
         fault(err)
@@ -353,6 +361,13 @@ impl TxCtx {
         value: Value,
     ) -> Result<Result<(), String>, ActorError> {
         self.authorize(oid, Change::Write(name))?;
+        self.written_bytes += name.len() + approx_size(&value);
+        if self.written_bytes > self.space.max_transaction_bytes {
+            return Err(ActorError::TooLarge(format!(
+                "the message wrote more than {} bytes of slot values (the transaction cap)",
+                self.space.max_transaction_bytes
+            )));
+        }
         let (value, parents) = match check_slot_write(name, value, &self.space.roots) {
             Ok(checked) => checked,
             Err(e) => return Ok(Err(e)),

@@ -62,6 +62,9 @@ pub struct SpaceConfig {
     pub sandbox_threads: usize,
     /// Seals the compiled modules the sandbox caches in the image.
     pub cache_key: CacheKey,
+    /// Bytes of slot values one message may write (every method it runs
+    /// together); past this the message fails with `too_large`.
+    pub max_transaction_bytes: usize,
 }
 
 /// Shared state of the space, reachable from every actor.
@@ -80,6 +83,7 @@ pub struct SpaceInner {
     pub(crate) audit_limits: AuditLimits,
     pub(crate) writer: std::sync::OnceLock<Arc<dyn MethodWriter>>,
     pub(crate) passivation: Arc<Passivation>,
+    pub(crate) max_transaction_bytes: usize,
     kernel_objects: RwLock<KernelObjects>,
     next_oid: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
@@ -223,6 +227,7 @@ impl ObjectSpace {
         });
         let inner = Arc::new(SpaceInner {
             passivation,
+            max_transaction_bytes: config.max_transaction_bytes,
             kernel_objects,
             sandbox: Arc::new(sandbox),
             pool,

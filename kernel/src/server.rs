@@ -91,6 +91,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             },
             sandbox_threads: config.sandbox.threads,
             cache_key,
+            max_transaction_bytes: config.sandbox.max_transaction_bytes,
         },
         sink.clone(),
         Arc::new(crate::upgrade::ChannelHooks::new(

@@ -781,3 +781,44 @@ fn method_logs_are_escaped_and_bounded_per_message() {
         "a guest's newline started a log line:\n{log}"
     );
 }
+
+/// Writes a 64 KiB string to slot `s` as many times as its argument says.
+const WRITE_MANY: &str = r#"(module
+  (import "uvm" "arg_i64" (func $arg (param i32 i32) (result i32)))
+  (import "uvm" "set_slot_str" (func $set (param i32 i32 i32 i32) (result i32)))
+  (import "uvm" "return_i64" (func $ret (param i64)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "s")
+  (func (export "invoke") (local $n i64) (local $i i64)
+    (drop (call $arg (i32.const 0) (i32.const 16)))
+    (local.set $n (i64.load (i32.const 16)))
+    (block $done
+      (loop $again
+        (br_if $done (i64.ge_u (local.get $i) (local.get $n)))
+        (drop (call $set (i32.const 0) (i32.const 1) (i32.const 1024) (i32.const 65536)))
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (br $again)))
+    (call $ret (local.get $i))))"#;
+
+/// One message's writes are capped in bytes (`[sandbox]
+/// max_transaction_bytes`), every write counted: past the cap the message
+/// fails with `too_large` and keeps nothing; under it, it commits.
+#[test]
+fn a_message_writing_past_the_transaction_cap_is_too_large_and_keeps_nothing() {
+    let k = Kernel::start_with(Options::config(
+        "[sandbox]\nmax_transaction_bytes = 1048576\n",
+    ));
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install_wat(&c, o, "write", WRITE_MANY);
+    let r = c.send(o, "write", vec![Value::from(8)]).unwrap();
+    assert_eq!(value(&r).as_u64(), Some(8));
+    c.remove(o, "s");
+    let (code, message) = c.send(o, "write", vec![Value::from(32)]).unwrap_err();
+    assert_eq!(code, "too_large", "{message}");
+    c.expect_err(
+        "get_slot",
+        &[("oid", Value::from(o)), ("slot", s("s"))],
+        "no_such_slot",
+    );
+}

@@ -32,6 +32,9 @@ pub enum ActorError {
     /// is the kernel's own (the message says which).
     #[error("{0}")]
     Forbidden(String),
+    /// The request (or the transaction a message built) is over a size cap.
+    #[error("{0}")]
+    TooLarge(String),
     /// Too much work queued: the client should retry later.
     #[error("{0}")]
     Overloaded(String),

@@ -88,6 +88,24 @@ pub fn parse_parents(value: &Value) -> Result<Vec<Oid>, String> {
     }
 }
 
+/// About how many bytes `value` takes encoded (MessagePack): strings and
+/// binaries by their length, every other value a few bytes. For caps, not
+/// for allocation.
+pub fn approx_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => 5 + s.as_bytes().len(),
+        Value::Binary(b) | Value::Ext(_, b) => 6 + b.len(),
+        Value::Array(items) => 5 + items.iter().map(approx_size).sum::<usize>(),
+        Value::Map(pairs) => {
+            5 + pairs
+                .iter()
+                .map(|(k, v)| approx_size(k) + approx_size(v))
+                .sum::<usize>()
+        }
+        _ => 9,
+    }
+}
+
 /// A short name for a value's type, for error messages.
 pub fn kind(value: &Value) -> &'static str {
     match value {

@@ -33,6 +33,7 @@ fn config() -> SpaceConfig {
         audit: AuditLimits::default(),
         sandbox_threads: 2,
         cache_key: CacheKey::new([7; 32]),
+        max_transaction_bytes: 64 << 20,
     }
 }
 

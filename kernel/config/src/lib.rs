@@ -180,6 +180,9 @@ pub struct SandboxConfig {
     pub max_memory_bytes: usize,
     /// Wall-clock time for one message, nested sends included.
     pub wall_clock_ms: u64,
+    /// Bytes of slot values one message may write, every method it runs
+    /// together; past this it fails with `too_large` and keeps nothing.
+    pub max_transaction_bytes: usize,
     /// Deepest chain of nested sends.
     pub max_send_depth: u32,
     /// Largest module binary the audit accepts.
@@ -199,6 +202,7 @@ impl Default for SandboxConfig {
             fuel_per_call: 50_000_000,
             max_memory_bytes: 16 * 1024 * 1024,
             wall_clock_ms: 2_000,
+            max_transaction_bytes: 64 * 1024 * 1024,
             max_send_depth: 32,
             max_module_bytes: 1024 * 1024,
             max_memory_pages: 256,

@@ -134,6 +134,7 @@ pub(crate) fn wire_error(err: ActorError) -> WireError {
         ActorError::CovenantViolation(_) => ErrorCode::CovenantViolation,
         ActorError::MethodTrap(_) => ErrorCode::MethodTrap,
         ActorError::Forbidden(_) => ErrorCode::Forbidden,
+        ActorError::TooLarge(_) => ErrorCode::TooLarge,
         ActorError::Overloaded(_) => ErrorCode::Overloaded,
         ActorError::Unavailable(_) => ErrorCode::Unavailable,
         ActorError::Image(_) | ActorError::Internal(_) => ErrorCode::Internal,
