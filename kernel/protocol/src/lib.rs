@@ -129,30 +129,35 @@ impl std::fmt::Display for WireError {
 
 /// Encodes a reply body: `{"v": 1, "id"?, "status", "result" | "error"}`.
 pub fn encode_reply(id: Option<&Value>, outcome: &Result<Value, WireError>) -> Vec<u8> {
-    let mut entries = Vec::with_capacity(4);
-    entries.push((Value::from("v"), Value::from(PROTOCOL_VERSION)));
+    // Written field by field, the result by reference: building a map
+    // value first would copy the whole result.
+    let mut out = Vec::with_capacity(128);
+    let fields = 3 + u32::from(id.is_some());
+    let ok = "writing to a Vec cannot fail";
+    rmp::encode::write_map_len(&mut out, fields).expect(ok);
+    rmp::encode::write_str(&mut out, "v").expect(ok);
+    rmp::encode::write_uint(&mut out, PROTOCOL_VERSION).expect(ok);
     if let Some(id) = id {
-        entries.push((Value::from("id"), id.clone()));
+        rmp::encode::write_str(&mut out, "id").expect(ok);
+        rmpv::encode::write_value(&mut out, id).expect(ok);
     }
+    rmp::encode::write_str(&mut out, "status").expect(ok);
     match outcome {
         Ok(result) => {
-            entries.push((Value::from("status"), Value::from("ok")));
-            entries.push((Value::from("result"), result.clone()));
+            rmp::encode::write_str(&mut out, "ok").expect(ok);
+            rmp::encode::write_str(&mut out, "result").expect(ok);
+            rmpv::encode::write_value(&mut out, result).expect(ok);
         }
         Err(err) => {
-            entries.push((Value::from("status"), Value::from("error")));
-            entries.push((
-                Value::from("error"),
-                Value::Map(vec![
-                    (Value::from("code"), Value::from(err.code.as_str())),
-                    (Value::from("message"), Value::from(err.message.as_str())),
-                ]),
-            ));
+            rmp::encode::write_str(&mut out, "error").expect(ok);
+            rmp::encode::write_str(&mut out, "error").expect(ok);
+            rmp::encode::write_map_len(&mut out, 2).expect(ok);
+            rmp::encode::write_str(&mut out, "code").expect(ok);
+            rmp::encode::write_str(&mut out, err.code.as_str()).expect(ok);
+            rmp::encode::write_str(&mut out, "message").expect(ok);
+            rmp::encode::write_str(&mut out, &err.message).expect(ok);
         }
     }
-    let mut out = Vec::with_capacity(64);
-    rmpv::encode::write_value(&mut out, &Value::Map(entries))
-        .expect("writing to a Vec cannot fail");
     out
 }
 
@@ -178,5 +183,51 @@ pub fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "array",
         Value::Map(_) => "map",
         Value::Ext(..) => "ext",
+    }
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+
+    fn decoded(bytes: &[u8]) -> Value {
+        let mut rd = bytes;
+        let v = rmpv::decode::read_value(&mut rd).unwrap();
+        assert!(rd.is_empty());
+        v
+    }
+
+    #[test]
+    fn replies_encode_the_envelope_field_by_field() {
+        let result = map([("n", Value::from(-3)), ("s", Value::from("é"))]);
+        let ok = decoded(&encode_reply(
+            Some(&Value::from("id-1")),
+            &Ok(result.clone()),
+        ));
+        assert_eq!(
+            ok,
+            map([
+                ("v", Value::from(1)),
+                ("id", Value::from("id-1")),
+                ("status", Value::from("ok")),
+                ("result", result),
+            ])
+        );
+        let err = WireError::new(ErrorCode::Forbidden, "no");
+        let refused = decoded(&encode_reply(None, &Err(err)));
+        assert_eq!(
+            refused,
+            map([
+                ("v", Value::from(1)),
+                ("status", Value::from("error")),
+                (
+                    "error",
+                    map([
+                        ("code", Value::from("forbidden")),
+                        ("message", Value::from("no"))
+                    ])
+                ),
+            ])
+        );
     }
 }
