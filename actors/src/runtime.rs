@@ -568,9 +568,16 @@ impl SpaceInner {
         if role == Role::Kernel {
             return Ok(());
         }
-        let (parents, current) =
-            receiver.read(|s| (s.parents().to_vec(), s.slots.get(change.slot()).cloned()))?;
-        self.authorize(role, receiver.oid, &parents, current.as_ref(), change)
+        // Decided under the object's read guard: nothing is copied out.
+        receiver.read(|s| {
+            self.authorize(
+                role,
+                receiver.oid,
+                s.parents(),
+                s.slots.get(change.slot()),
+                change,
+            )
+        })?
     }
 
     async fn check_parents(self: &Arc<Self>, parents: Vec<Oid>) -> Result<(), ActorError> {
