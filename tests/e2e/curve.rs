@@ -59,7 +59,9 @@ impl Keys {
 /// event, then whether a reply came.
 fn handshake(endpoint: &str, curve: Option<&Curve>) -> (zmq::SocketEvent, Option<Vec<u8>>) {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let ctx = zmq_ctx();
+    // A context of its own: the refused connections keep retrying, and the
+    // monitor's sockets live in it, apart from every other test's clients.
+    let ctx = zmq::Context::new();
     let sock = ctx.socket(zmq::DEALER).unwrap();
     if let Some(curve) = curve {
         curve.apply(&sock).unwrap();
