@@ -15,7 +15,7 @@ use crate::method;
 use crate::runtime::{require_write, ObjectSpace, SpaceInner};
 use crate::table::InUse;
 use crate::writer::{Candidate, MethodRequest};
-use batos_object::access::{Change, Role};
+use batos_object::access::{Change, Current, Role};
 use batos_object::delegation::{Visit, Walk};
 use batos_object::error::ActorError;
 use batos_object::rules::{check_slot_write, missing_parent};
@@ -332,15 +332,38 @@ impl TxCtx {
         Ok(None)
     }
 
-    /// Checks that this message's role may make `change` to `oid`.
+    /// Checks that this message's role may make `change` to `oid`: the
+    /// transaction's own changes first, then the live object. No read is
+    /// recorded (a blind write stays blind) and no value is copied: what
+    /// decides, a kernel object's parents and the primitives, no client can
+    /// change, so a concurrent commit cannot change the answer.
     fn authorize(&mut self, oid: Oid, change: Change<'_>) -> Result<(), ActorError> {
-        if self.role == Role::Kernel {
+        let role = self.role;
+        if role == Role::Kernel {
             return Ok(());
         }
-        let parents = self.parents(oid)?;
-        let current = self.own_slot(oid, change.slot())?;
-        self.space
-            .authorize(self.role, oid, &parents, current.as_ref(), change)
+        let pending = self.tx.writes().get(&oid);
+        let created = pending.is_some_and(|c| c.created);
+        let own_parents = pending
+            .and_then(|c| c.slots.get(PARENT_SLOT))
+            .map(|slot| match slot {
+                Some(Slot::Data(v)) => parse_parents(v).unwrap_or_default(),
+                _ => Vec::new(),
+            });
+        let own_current = pending
+            .and_then(|c| c.slots.get(change.slot()))
+            .map(|slot| Current::of(slot.as_ref()));
+        let space = self.space.clone();
+        if created {
+            let parents = own_parents.unwrap_or_default();
+            let current = own_current.unwrap_or(Current::Absent);
+            return space.authorize(role, oid, &parents, current, change);
+        }
+        self.object(oid)?.read(|s| {
+            let parents = own_parents.as_deref().unwrap_or(s.parents());
+            let current = own_current.unwrap_or_else(|| Current::of(s.slots.get(change.slot())));
+            space.authorize(role, oid, parents, current, change)
+        })?
     }
 
     /// A fault for the method running, remembering a refusal (see `refused`).

@@ -22,13 +22,12 @@ use crate::pool::Pool;
 use crate::stats::MethodStats;
 use crate::table::{Checkout, InUse, ObjectTable};
 use crate::writer::{Candidate, MethodRequest};
-use batos_object::access::{self, Change, Owner, Role, Target};
+use batos_object::access::{self, Change, Current, Owner, Role, Target};
 use batos_object::error::ActorError;
 use batos_object::genesis::genesis;
 use batos_object::image::{Image, ImageError};
 use batos_object::roots::{Roots, KERNEL_ROOTS};
 use batos_object::rules::{check_slot_write, missing_parent, prepare_slot_value};
-use batos_object::slot::Slot;
 use batos_object::txn::Transaction;
 use batos_object::value::{Oid, Value};
 use batos_sandbox::audit::AuditLimits;
@@ -530,13 +529,13 @@ impl SpaceInner {
     }
 
     /// Checks that `role` may make `change` to `oid`, whose own parents are
-    /// `parents` and whose changed slot holds `current` (`access::check`).
+    /// `parents` and whose changed slot is `current` (`access::check`).
     pub(crate) fn authorize(
         &self,
         role: Role,
         oid: Oid,
         parents: &[Oid],
-        current: Option<&Slot>,
+        current: Current,
         change: Change<'_>,
     ) -> Result<(), ActorError> {
         if role == Role::Kernel {
@@ -574,7 +573,7 @@ impl SpaceInner {
                 role,
                 receiver.oid,
                 s.parents(),
-                s.slots.get(change.slot()),
+                Current::of(s.slots.get(change.slot())),
                 change,
             )
         })?

@@ -18,7 +18,7 @@
 //!   any change to `traits_obj`, takes `admin`; so do upgrade requests.
 
 use crate::roots;
-use crate::slot::Slot;
+use crate::slot::{Primitive, Slot};
 use crate::value::{Oid, PARENT_SLOT};
 
 /// The rights a request runs with, weakest first.
@@ -108,6 +108,32 @@ pub enum Owner<'a> {
     KernelSettings(&'a [&'a str]),
 }
 
+/// What the changed slot holds now, as far as the rule cares (never its
+/// value: deciding copies nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Current {
+    /// Nothing.
+    Absent,
+    /// A data slot.
+    Data,
+    /// A method.
+    Method,
+    /// A built-in primitive.
+    Primitive(Primitive),
+}
+
+impl Current {
+    /// The shape of `slot`.
+    pub fn of(slot: Option<&Slot>) -> Current {
+        match slot {
+            None => Current::Absent,
+            Some(Slot::Data(_)) => Current::Data,
+            Some(Slot::Method(_)) => Current::Method,
+            Some(Slot::Primitive(p)) => Current::Primitive(*p),
+        }
+    }
+}
+
 /// The object a change lands on.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
@@ -118,7 +144,7 @@ pub struct Target<'a> {
     /// Whose it is.
     pub owner: Owner<'a>,
     /// What the changed slot holds now, if anything.
-    pub current: Option<&'a Slot>,
+    pub current: Current,
 }
 
 /// Checks that `role` may make `change` to `target`; the error says why not.
@@ -136,7 +162,7 @@ pub fn check(role: Role, target: Target<'_>, change: Change<'_>) -> Result<(), S
         )
     };
     role.require(Role::Write, &what())?;
-    if let Some(Slot::Primitive(p)) = target.current {
+    if let Current::Primitive(p) = target.current {
         return Err(format!(
             "{}: {:?} is a built-in primitive of {}",
             what(),
@@ -152,7 +178,7 @@ pub fn check(role: Role, target: Target<'_>, change: Change<'_>) -> Result<(), S
         Owner::Kernel => {
             let method_on_root = matches!(change, Change::Install(_))
                 && target.root.is_some()
-                && !matches!(target.current, Some(Slot::Data(_)));
+                && target.current != Current::Data;
             if !method_on_root {
                 return Err(format!(
                     "{}: the object is the kernel's own bookkeeping",
@@ -181,15 +207,13 @@ pub fn check(role: Role, target: Target<'_>, change: Change<'_>) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slot::Primitive;
-    use crate::value::Value;
 
     fn plain(oid: Oid) -> Target<'static> {
         Target {
             oid,
             root: None,
             owner: Owner::User,
-            current: None,
+            current: Current::Absent,
         }
     }
 
@@ -226,7 +250,6 @@ mod tests {
             assert!(check(role, chunk, Change::Install("m")).is_err());
         }
         assert!(check(Role::Kernel, chunk, Change::Write("source_text")).is_ok());
-        let data = Slot::Data(Value::from(1));
         let catalog = Target {
             root: Some(roots::KNOWLEDGE_CATALOG),
             owner: Owner::Kernel,
@@ -235,7 +258,7 @@ mod tests {
         assert!(check(Role::Admin, catalog, Change::Install("report")).is_ok());
         assert!(check(Role::Write, catalog, Change::Install("report")).is_err());
         let over_data = Target {
-            current: Some(&data),
+            current: Current::Data,
             ..catalog
         };
         let err = check(Role::Admin, over_data, Change::Install("memory_seq")).unwrap_err();
@@ -258,13 +281,12 @@ mod tests {
 
     #[test]
     fn primitives_stay_and_roots_take_admin() {
-        let clone = Slot::Primitive(Primitive::Clone);
         let traits = Target {
             root: Some(roots::TRAITS),
             ..plain(1)
         };
         let on_clone = Target {
-            current: Some(&clone),
+            current: Current::Primitive(Primitive::Clone),
             ..traits
         };
         for role in Role::CLIENT {
