@@ -3,11 +3,10 @@
 //! `DATA/compiled-cache.key`, mode 0600, beside the image and not in it,
 //! so snapshots and copied images do not carry it.
 
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::Read;
 use std::path::Path;
 
+use batos_client::keys::{read_secret, write_secret};
 use batos_sandbox::CacheKey;
 
 use crate::error::KernelError;
@@ -15,61 +14,30 @@ use crate::error::KernelError;
 /// The key file's name in the data directory.
 pub const FILE: &str = "compiled-cache.key";
 
-/// Reads the key in `data_dir`, creating it on first start.
+/// Reads the key in `data_dir`, creating it on first start (the image is
+/// open by then, so no other kernel shares the directory).
 pub fn load_or_create(data_dir: &Path) -> Result<CacheKey, KernelError> {
     let path = data_dir.join(FILE);
-    let fail = |what: &str, e: std::io::Error| {
-        KernelError::Config(format!("{what} {}: {e}", path.display()))
-    };
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path);
-    match created {
-        Ok(mut file) => {
-            let mut key = [0u8; 32];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut random| random.read_exact(&mut key))
-                .map_err(|e| fail("reading randomness for", e))?;
-            file.write_all(&key)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| fail("writing", e))?;
-            Ok(CacheKey::new(key))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
-        Err(e) => Err(fail("creating", e)),
+    let config = |e: batos_client::KeyError| KernelError::Config(e.0);
+    if std::fs::symlink_metadata(&path).is_err() {
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut random| random.read_exact(&mut key))
+            .map_err(|e| KernelError::Config(format!("randomness for {}: {e}", path.display())))?;
+        write_secret(&path, &key).map_err(config)?;
+        return Ok(CacheKey::new(key));
     }
-}
-
-fn read(path: &Path) -> Result<CacheKey, KernelError> {
-    let refuse = |why: String| KernelError::Config(format!("{}: {why}", path.display()));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| refuse(e.to_string()))?;
-    let meta = file.metadata().map_err(|e| refuse(e.to_string()))?;
-    if !meta.is_file() || meta.len() != 32 {
-        return Err(refuse("not a 32-byte key file".into()));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(refuse(format!(
-            "mode {:o}: others may read the key that seals compiled modules (chmod 600)",
-            meta.mode() & 0o777
-        )));
-    }
-    let mut key = [0u8; 32];
-    file.read_exact(&mut key)
-        .map_err(|e| refuse(e.to_string()))?;
+    let bytes = read_secret(&path, 32).map_err(config)?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| KernelError::Config(format!("{}: not a 32-byte key file", path.display())))?;
     Ok(CacheKey::new(key))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn the_key_is_made_once_kept_private_and_read_back() {

@@ -68,21 +68,22 @@ impl KeyPair {
         }
         let secret_path = dir.join(format!("{name}.key"));
         let public_path = dir.join(format!("{name}.pub"));
-        write_new(
+        write_secret(
             &secret_path,
-            0o600,
-            &format!(
+            format!(
                 "# BAT OS CURVE key pair {name:?}: keep this file secret\npublic = \"{}\"\nsecret = \"{}\"\n",
                 self.public, self.secret
-            ),
+            )
+            .as_bytes(),
         )?;
         write_new(
             &public_path,
             0o644,
-            &format!(
+            format!(
                 "# BAT OS CURVE public key {name:?}\npublic = \"{}\"\n",
                 self.public
-            ),
+            )
+            .as_bytes(),
         )?;
         Ok((secret_path, public_path))
     }
@@ -120,7 +121,20 @@ fn z85(bytes: &[u8; 32]) -> Result<String, KeyError> {
     zmq::z85_encode(bytes).map_err(|e| KeyError(format!("encoding a key: {e}")))
 }
 
-fn write_new(path: &Path, mode: u32, text: &str) -> Result<(), KeyError> {
+/// Creates a file holding a secret: mode 0600, never replacing a file and
+/// never through a link.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    write_new(path, 0o600, bytes)
+}
+
+/// Reads a file holding a secret, at most `max` bytes: opened without
+/// following a link (what is checked is what is read), a regular file, and
+/// readable by its owner alone.
+pub fn read_secret(path: &Path, max: u64) -> Result<Vec<u8>, KeyError> {
+    read_checked(path, true, max)
+}
+
+fn write_new(path: &Path, mode: u32, bytes: &[u8]) -> Result<(), KeyError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -128,14 +142,19 @@ fn write_new(path: &Path, mode: u32, text: &str) -> Result<(), KeyError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| KeyError(format!("creating {}: {e}", path.display())))?;
-    file.write_all(text.as_bytes())
+    file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| KeyError(format!("writing {}: {e}", path.display())))
 }
 
 fn read_key_file(path: &Path, secret: bool) -> Result<String, KeyError> {
-    let what = |e: String| KeyError(format!("key file {}: {e}", path.display()));
-    // O_NOFOLLOW: the file checked is the file read, never a link's target.
+    let bytes = read_checked(path, secret, MAX_KEY_FILE)?;
+    String::from_utf8(bytes)
+        .map_err(|_| KeyError(format!("key file {}: not UTF-8 text", path.display())))
+}
+
+fn read_checked(path: &Path, secret: bool, max: u64) -> Result<Vec<u8>, KeyError> {
+    let what = |e: String| KeyError(format!("{}: {e}", path.display()));
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -147,21 +166,21 @@ fn read_key_file(path: &Path, secret: bool) -> Result<String, KeyError> {
     }
     if secret && meta.mode() & 0o077 != 0 {
         return Err(what(format!(
-            "holds a secret key but its mode is {:o}; make it readable by its owner alone (chmod 600)",
+            "holds a secret but its mode is {:o}; make it readable by its owner alone (chmod 600)",
             meta.mode() & 0o777
         )));
     }
-    if meta.len() > MAX_KEY_FILE {
+    if meta.len() > max {
         return Err(what(format!(
-            "{} bytes is too large for a key file",
+            "{} bytes is over the {max} expected",
             meta.len()
         )));
     }
-    let mut text = String::new();
-    File::take(file, MAX_KEY_FILE)
-        .read_to_string(&mut text)
+    let mut bytes = Vec::new();
+    File::take(file, max)
+        .read_to_end(&mut bytes)
         .map_err(|e| what(e.to_string()))?;
-    Ok(text)
+    Ok(bytes)
 }
 
 /// The value of `name = "..."` in a key file, checked to be a key.
