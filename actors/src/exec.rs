@@ -50,6 +50,24 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_micros(cap_us / 2 + jitter / 2)).await;
 }
 
+/// What a message runs: a selector looked up along `parent*`, or one
+/// primitive applied as a command (the `clone` command copies the object
+/// whatever its `clone` slot says).
+#[derive(Clone)]
+pub(crate) enum Entry {
+    Send(String),
+    Primitive(Primitive),
+}
+
+impl Entry {
+    fn selector(&self) -> &str {
+        match self {
+            Entry::Send(selector) => selector,
+            Entry::Primitive(p) => p.selector(),
+        }
+    }
+}
+
 /// Runs `selector` on `receiver` inside a fresh transaction (methods,
 /// synthesis), committing once. Called by the receiver's actor.
 pub(crate) async fn send_in_transaction(
@@ -59,16 +77,41 @@ pub(crate) async fn send_in_transaction(
     selector: String,
     args: Vec<Value>,
 ) -> Result<SendOutcome, ActorError> {
+    run_in_transaction(space, receiver, role, Entry::Send(selector), args).await
+}
+
+/// Applies primitive `p` to `receiver` in a transaction of its own: the
+/// one implementation of each primitive, whether a method, a send or a
+/// command asked for it.
+pub(crate) async fn primitive_in_transaction(
+    space: &Arc<SpaceInner>,
+    receiver: Oid,
+    role: Role,
+    p: Primitive,
+    args: Vec<Value>,
+) -> Result<Value, ActorError> {
+    run_in_transaction(space, receiver, role, Entry::Primitive(p), args)
+        .await
+        .map(|outcome| outcome.value)
+}
+
+async fn run_in_transaction(
+    space: &Arc<SpaceInner>,
+    receiver: Oid,
+    role: Role,
+    entry: Entry,
+    args: Vec<Value>,
+) -> Result<SendOutcome, ActorError> {
     let mut candidate: Option<Arc<Candidate>> = None;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             backoff(attempt).await;
         }
-        let (space2, selector2, args2) = (space.clone(), selector.clone(), args.clone());
+        let (space2, entry2, args2) = (space.clone(), entry.clone(), args.clone());
         let offered = candidate.clone();
         let ran = space
             .pool
-            .run(move || run_top(space2, receiver, role, selector2, args2, offered.as_deref()))
+            .run(move || run_top(space2, receiver, role, entry2, args2, offered.as_deref()))
             .await??;
         let (outcome, mut tx) = match ran {
             Some(done) => done,
@@ -77,13 +120,13 @@ pub(crate) async fn send_in_transaction(
             // method, then the message re-runs and installs it.
             None => {
                 let Some(writer) = space.writer.get() else {
-                    return Err(not_understood(receiver, &selector, args.len()));
+                    return Err(not_understood(receiver, entry.selector(), args.len()));
                 };
                 // What the model writes is installed: only for those who may.
                 require_write(role, "having a method written")?;
                 let request = MethodRequest {
                     receiver,
-                    selector: selector.clone(),
+                    selector: entry.selector().to_string(),
                     args: args.clone(),
                 };
                 let handle = ObjectSpace::from_inner(space.clone());
@@ -134,29 +177,48 @@ fn run_top(
     space: Arc<SpaceInner>,
     receiver: Oid,
     role: Role,
-    selector: String,
+    entry: Entry,
     args: Vec<Value>,
     candidate: Option<&Candidate>,
 ) -> Result<Option<(SendOutcome, Transaction)>, ActorError> {
-    let deadline = Instant::now() + Duration::from_millis(space.sandbox.limits().wall_clock_ms);
-    let ctx = Arc::new(Mutex::new(TxCtx {
-        space: space.clone(),
-        tx: Transaction::new(),
-        pinned: HashMap::new(),
-        deadline,
-        log_budget: LogBudget::default(),
-        role,
-        refused: None,
-        written_bytes: 0,
-    }));
+    let selector = match entry {
+        Entry::Send(selector) => selector,
+        Entry::Primitive(p) => {
+            if let Some(err) = p.check_arity(args.len()) {
+                return Err(ActorError::BadRequest(err));
+            }
+            let mut c = ctx_for(&space, role, Instant::now() + wall_clock(&space));
+            return match c.primitive(receiver, p, &args)? {
+                Resolved::Value(value) => Ok(Some((
+                    SendOutcome {
+                        value,
+                        generated: false,
+                    },
+                    c.tx,
+                ))),
+                Resolved::Status(code) => {
+                    Err(ActorError::BadRequest(status_message(code, p.selector())))
+                }
+                Resolved::Method { .. } => Err(ActorError::internal("a primitive ran a method")),
+            };
+        }
+    };
+    let deadline = Instant::now() + wall_clock(&space);
+    let ctx = Arc::new(Mutex::new(ctx_for(&space, role, deadline)));
     let mut generated = false;
     let mut method_at: Option<(Oid, u32)> = None;
     let resolved = {
         let mut c = ctx.lock();
         match c.lookup(receiver, &selector)? {
             Some((holder, slot)) => {
-                if let Slot::Method(m) = &slot {
-                    method_at = Some((holder, m.version));
+                match &slot {
+                    Slot::Method(m) => method_at = Some((holder, m.version)),
+                    Slot::Primitive(p) => {
+                        if let Some(err) = p.check_arity(args.len()) {
+                            return Err(ActorError::BadRequest(err));
+                        }
+                    }
+                    Slot::Data(_) => {}
                 }
                 c.dispatch(receiver, slot, &args)?
             }
@@ -203,6 +265,24 @@ fn run_top(
     };
     let tx = std::mem::take(&mut ctx.lock().tx);
     Ok(Some((SendOutcome { value, generated }, tx)))
+}
+
+fn wall_clock(space: &SpaceInner) -> Duration {
+    Duration::from_millis(space.sandbox.limits().wall_clock_ms)
+}
+
+/// A message's fresh transaction context.
+fn ctx_for(space: &Arc<SpaceInner>, role: Role, deadline: Instant) -> TxCtx {
+    TxCtx {
+        space: space.clone(),
+        tx: Transaction::new(),
+        pinned: HashMap::new(),
+        deadline,
+        log_budget: LogBudget::default(),
+        role,
+        refused: None,
+        written_bytes: 0,
+    }
 }
 
 fn status_message(code: i32, selector: &str) -> String {
@@ -491,12 +571,7 @@ impl TxCtx {
         p: Primitive,
         args: &[Value],
     ) -> Result<Resolved, ActorError> {
-        let arity = match p {
-            Primitive::Clone => 0,
-            Primitive::SetSlotValue | Primitive::RollbackMethod => 2,
-            Primitive::RequestUpgrade => 1,
-        };
-        if args.len() != arity {
+        if args.len() != p.arity() {
             return Ok(Resolved::Status(status::SEND_FAILED));
         }
         Ok(match p {

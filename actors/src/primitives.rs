@@ -1,65 +1,43 @@
-//! The kernel's built-in methods (`clone`, `setSlot_value_`) and the slot
-//! writes the bridge commands share with them.
+//! `setSlot_value_` on the actor's fast path, and the slot write the
+//! `set_slot` command shares with it.
 
 use std::sync::Arc;
 
-use crate::runtime::{require_write, SpaceInner};
+use crate::runtime::SpaceInner;
 use crate::table::InUse;
 use batos_object::access::{Change, Role};
 use batos_object::error::ActorError;
 use batos_object::slot::{Primitive, Slot};
 use batos_object::txn::Transaction;
-use batos_object::value::{kind, make_ref, Oid, Value};
+use batos_object::value::{kind, Value};
 
-/// Runs primitive `p` with `self` = `receiver`.
-pub(crate) async fn run(
+/// Runs `setSlot_value_` with `self` = `receiver` on the actor's fast path
+/// (the other primitives run in a transaction, see `exec`).
+pub(crate) async fn set_slot_value(
     space: &Arc<SpaceInner>,
     receiver: &InUse,
     role: Role,
-    p: Primitive,
     args: Vec<Value>,
 ) -> Result<Value, ActorError> {
-    match p {
-        Primitive::Clone => {
-            expect_args(p, &args, 0)?;
-            require_write(role, "clone")?;
-            clone(space, receiver).await.map(make_ref)
-        }
-        Primitive::RollbackMethod | Primitive::RequestUpgrade => Err(ActorError::internal(
-            "this primitive runs in a transaction, not here",
-        )),
-        Primitive::SetSlotValue => {
-            expect_args(p, &args, 2)?;
-            let mut args = args.into_iter();
-            let name = match args.next() {
-                Some(Value::String(s)) => s
-                    .into_str()
-                    .ok_or_else(|| ActorError::BadRequest("slot name is not valid UTF-8".into()))?,
-                Some(other) => {
-                    return Err(ActorError::BadRequest(format!(
-                        "setSlot_value_: the slot name must be a str, got {}",
-                        kind(&other)
-                    )))
-                }
-                None => unreachable!("arity checked"),
-            };
-            let value = args.next().unwrap_or(Value::Nil);
-            set_slot(space, receiver, role, name, value).await?;
-            Ok(Value::Nil)
-        }
+    if let Some(err) = Primitive::SetSlotValue.check_arity(args.len()) {
+        return Err(ActorError::BadRequest(err));
     }
-}
-
-fn expect_args(p: Primitive, args: &[Value], n: usize) -> Result<(), ActorError> {
-    if args.len() == n {
-        Ok(())
-    } else {
-        Err(ActorError::BadRequest(format!(
-            "{} takes {n} argument(s), got {}",
-            p.selector(),
-            args.len()
-        )))
-    }
+    let mut args = args.into_iter();
+    let name = match args.next() {
+        Some(Value::String(s)) => s
+            .into_str()
+            .ok_or_else(|| ActorError::BadRequest("slot name is not valid UTF-8".into()))?,
+        Some(other) => {
+            return Err(ActorError::BadRequest(format!(
+                "setSlot_value_: the slot name must be a str, got {}",
+                kind(&other)
+            )))
+        }
+        None => unreachable!("arity checked"),
+    };
+    let value = args.next().unwrap_or(Value::Nil);
+    set_slot(space, receiver, role, name, value).await?;
+    Ok(Value::Nil)
 }
 
 /// Validates and durably writes one data slot of `receiver`, if `role` may.
@@ -75,27 +53,4 @@ pub(crate) async fn set_slot(
     let mut tx = Transaction::new();
     tx.set(receiver.oid, name, Slot::Data(value));
     space.commit(tx).await.map(drop)
-}
-
-/// Creates a shallow copy of `receiver` (same slots, so the same parents).
-pub(crate) async fn clone(space: &Arc<SpaceInner>, receiver: &InUse) -> Result<Oid, ActorError> {
-    let new = space.allocate_oid();
-    space
-        .commit_with_retry(|| async {
-            let (slots, version) = receiver.read(|s| {
-                (
-                    s.slots
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect::<Vec<_>>(),
-                    s.version,
-                )
-            })?;
-            let mut tx = Transaction::new();
-            tx.read(receiver.oid, version);
-            tx.create(new, slots);
-            Ok(tx)
-        })
-        .await?;
-    Ok(new)
 }

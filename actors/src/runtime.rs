@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use parking_lot::RwLock;
 use prometheus::Registry;
 
-use crate::committer::{CommitError, Committer, CommitterConfig, Counters, EventSink};
+use crate::committer::{Committer, CommitterConfig, Counters, EventSink};
 use crate::metrics::Metrics;
 use crate::object::{mailbox, ObjectActor, ObjectOp, Op, OpFuture, Passivation, Retire};
 use crate::pool::Pool;
@@ -361,27 +361,6 @@ impl SpaceInner {
             return Ok(self.counters.applied_tx.load(Ordering::Acquire));
         }
         Ok(self.committer.commit(tx).await?)
-    }
-
-    /// Commits a transaction built by `build`, re-running it when an object
-    /// it read changed before it could commit.
-    pub(crate) async fn commit_with_retry<F, Fut>(&self, mut build: F) -> Result<(), ActorError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<Transaction, ActorError>>,
-    {
-        const ATTEMPTS: usize = 16;
-        for _ in 0..ATTEMPTS {
-            let tx = build().await?;
-            match self.committer.commit(tx).await {
-                Ok(_) => return Ok(()),
-                Err(CommitError::Conflict) => continue,
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Err(ActorError::Overloaded(format!(
-            "transaction conflicted {ATTEMPTS} times; retry"
-        )))
     }
 
     /// Marks the object in use, activating it (actor + load) if needed, and

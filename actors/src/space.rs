@@ -141,7 +141,7 @@ impl ObjectSpace {
     /// A new object with a shallow copy of `oid`'s slots.
     pub async fn clone_object(&self, oid: Oid) -> Result<Oid, ActorError> {
         require_write(self.role, "clone")?;
-        self.inner.call(oid, CloneObject).await
+        self.inner.call(oid, CloneObject { role: self.role }).await
     }
 
     /// Sends `selector` with `args` to `oid`.
@@ -393,14 +393,25 @@ impl SpaceOp for RemoveSlot {
 }
 
 #[derive(Clone)]
-struct CloneObject;
+struct CloneObject {
+    role: Role,
+}
 
 impl SpaceOp for CloneObject {
     type Output = Oid;
     fn run(self, space: Arc<SpaceInner>, receiver: InUse) -> OpFuture<Oid> {
         Box::pin(async move {
             receiver.ready().await?;
-            primitives::clone(&space, &receiver).await
+            let copy = exec::primitive_in_transaction(
+                &space,
+                receiver.oid,
+                self.role,
+                Primitive::Clone,
+                Vec::new(),
+            )
+            .await?;
+            batos_object::value::as_ref(&copy)
+                .ok_or_else(|| ActorError::internal("clone answered no reference"))
         })
     }
 }
@@ -427,15 +438,12 @@ impl SpaceOp for SendMessage {
                         self.args.len()
                     )))
                 }
-                Some(Slot::Primitive(p @ (Primitive::Clone | Primitive::SetSlotValue))) => {
-                    primitives::run(&space, &receiver, self.role, p, self.args).await?
+                Some(Slot::Primitive(Primitive::SetSlotValue)) => {
+                    primitives::set_slot_value(&space, &receiver, self.role, self.args).await?
                 }
-                // Methods, other primitives and doesNotUnderstand run in a transaction.
-                Some(
-                    Slot::Primitive(Primitive::RollbackMethod | Primitive::RequestUpgrade)
-                    | Slot::Method(_),
-                )
-                | None => {
+                // Methods, the other primitives and doesNotUnderstand run in
+                // a transaction.
+                Some(Slot::Primitive(_) | Slot::Method(_)) | None => {
                     return exec::send_in_transaction(
                         &space,
                         receiver.oid,

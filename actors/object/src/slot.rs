@@ -173,6 +173,26 @@ impl Primitive {
         }
     }
 
+    /// How many arguments the primitive takes.
+    pub fn arity(self) -> usize {
+        match self {
+            Primitive::Clone => 0,
+            Primitive::RequestUpgrade => 1,
+            Primitive::SetSlotValue | Primitive::RollbackMethod => 2,
+        }
+    }
+
+    /// The error for a send with the wrong number of arguments, or `None`.
+    pub fn check_arity(self, given: usize) -> Option<String> {
+        (given != self.arity()).then(|| {
+            format!(
+                "{} takes {} argument(s), got {given}",
+                self.selector(),
+                self.arity()
+            )
+        })
+    }
+
     /// The stable number used in the image encoding.
     pub fn code(self) -> u8 {
         match self {
