@@ -7,16 +7,17 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use batos_client::launch::{self, ReadyWait};
 pub use batos_client::Curve;
+use batos_client::{Connect, Connection, Pattern};
 pub use batos_object::slot::Slot;
 pub use batos_object::txn::Transaction;
 pub use rmpv::Value;
@@ -244,19 +245,7 @@ fn run_command(root: &Path, opts: &Options) -> Command {
 /// PR_SET_PDEATHSIG; it fires when the spawning thread exits, and a kernel
 /// never outlives the test thread that started it).
 pub fn kill_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
+    launch::die_with_parent(cmd, libc::SIGKILL);
 }
 
 fn next_log_path(root: &Path) -> PathBuf {
@@ -341,39 +330,26 @@ impl Kernel {
         let pid = child.id();
 
         // Drain stdout on a thread for the kernel's whole life, so it can
-        // never block on a full pipe; forward lines to wait for readiness.
+        // never block on a full pipe; keep every line.
         let stdout = child.stdout.take().expect("piped stdout");
         let stdout_lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        {
-            let stdout_lines = Arc::clone(&stdout_lines);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    lock(&stdout_lines).push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
+        let seen = Arc::clone(&stdout_lines);
+        let wait = ReadyWait::watch(stdout, format!("kernel-{pid}-stdout"), move |line| {
+            lock(&seen).push(line.to_string())
+        })
+        .expect("spawn the stdout reader");
+        if let Err(err) = wait.wait(&mut child, READY_TIMEOUT) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "batos is not ready: {err}\n--- log ---\n{}",
+                file_tail(&log, 8000)
+            );
         }
-
-        let first = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "batos did not print its ready line within {READY_TIMEOUT:?}\n--- log ---\n{}",
-                    file_tail(&log, 8000)
-                );
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = wait_child(&mut child, Duration::from_secs(5));
-                panic!(
-                    "batos closed stdout before its ready line (exit: {status:?})\n--- log ---\n{}",
-                    file_tail(&log, 8000)
-                );
-            }
-        };
+        let first = lock(&stdout_lines)
+            .first()
+            .cloned()
+            .expect("the ready line was read");
         let ready = match parse_ready_line(&first) {
             Ok(r) => r,
             Err(e) => {
@@ -842,7 +818,7 @@ pub fn request_value(command: &str, id: Option<&Value>, fields: &[(&str, Value)]
 }
 
 pub fn encode_request(command: &str, id: Option<&Value>, fields: &[(&str, Value)]) -> Vec<u8> {
-    encode(&request_value(command, id, fields))
+    batos_client::encode_request(id, command, fields.iter().map(|(k, v)| (*k, v.clone())))
 }
 
 /// A map whose values are given already encoded (to put hand-made,
@@ -984,9 +960,11 @@ impl Reply {
     }
 }
 
-/// A raw command-socket client.
+/// A raw command-socket client: `batos_client`'s connection, with every
+/// reply checked against protocol v1 here (the kernel is not trusted to
+/// check itself).
 pub struct Client {
-    sock: zmq::Socket,
+    connection: Connection,
     pub kind: Kind,
     next_id: std::cell::Cell<u64>,
     pub timeout: Duration,
@@ -999,23 +977,21 @@ impl Client {
 
     /// [`Client::connect`], as a CURVE client when `curve` is given.
     pub fn connect_with(endpoint: &str, kind: Kind, curve: Option<&Curve>) -> Client {
-        let ty = match kind {
-            Kind::Req => zmq::REQ,
-            Kind::Dealer => zmq::DEALER,
+        let pattern = match kind {
+            Kind::Req => Pattern::Req,
+            Kind::Dealer => Pattern::Dealer,
         };
-        let sock = zmq_ctx().socket(ty).expect("zmq socket");
-        if let Some(curve) = curve {
-            curve.apply(&sock).expect("CURVE client options");
-        }
-        sock.set_linger(0).expect("linger");
-        sock.set_sndtimeo(REPLY_TIMEOUT.as_millis() as i32)
-            .expect("sndtimeo");
-        // Never let our side's queues drop or stall pipelined traffic.
-        sock.set_sndhwm(0).expect("sndhwm");
-        sock.set_rcvhwm(0).expect("rcvhwm");
-        sock.connect(endpoint).expect("zmq connect");
+        let connection = Connect::new(endpoint)
+            .pattern(pattern)
+            .context(zmq_ctx())
+            .timeout(REPLY_TIMEOUT)
+            .curve(curve)
+            // Never let our side's queues drop or stall pipelined traffic.
+            .queues(0)
+            .open()
+            .unwrap_or_else(|e| panic!("connecting to {endpoint}: {e}"));
         Client {
-            sock,
+            connection,
             kind,
             next_id: std::cell::Cell::new(1),
             timeout: REPLY_TIMEOUT,
@@ -1024,7 +1000,7 @@ impl Client {
 
     /// The underlying socket (for tests that need raw access).
     pub fn socket(&self) -> &zmq::Socket {
-        &self.sock
+        self.connection.socket()
     }
 
     /// A fresh integer id, unique for this client.
@@ -1037,8 +1013,8 @@ impl Client {
     /// Sends one message made of `frames` (for REQ, ZeroMQ adds the empty
     /// delimiter in front).
     pub fn send_frames(&self, frames: &[&[u8]]) {
-        self.sock
-            .send_multipart(frames.iter().copied(), 0)
+        self.connection
+            .send_frames(frames)
             .unwrap_or_else(|e| panic!("zmq send: {e}"));
     }
 
@@ -1054,18 +1030,9 @@ impl Client {
 
     /// The next message, or `None` after `timeout`.
     pub fn recv_frames_timeout(&self, timeout: Duration) -> Option<Vec<Vec<u8>>> {
-        let n = self
-            .sock
-            .poll(zmq::POLLIN, timeout.as_millis() as i64)
-            .unwrap_or_else(|e| panic!("zmq poll: {e}"));
-        if n == 0 {
-            return None;
-        }
-        Some(
-            self.sock
-                .recv_multipart(0)
-                .unwrap_or_else(|e| panic!("zmq recv: {e}")),
-        )
+        self.connection
+            .recv_within(timeout)
+            .unwrap_or_else(|e| panic!("zmq recv: {e}"))
     }
 
     /// The next message, or a test failure after `self.timeout`.
@@ -1352,7 +1319,7 @@ impl Event {
 
 /// A SUB socket on the events endpoint.
 pub struct Subscriber {
-    sock: zmq::Socket,
+    events: batos_client::Subscriber,
 }
 
 impl Subscriber {
@@ -1362,31 +1329,21 @@ impl Subscriber {
 
     /// [`Subscriber::connect`], as a CURVE client when `curve` is given.
     pub fn connect_with(endpoint: &str, topic: &str, curve: Option<&Curve>) -> Subscriber {
-        let sock = zmq_ctx().socket(zmq::SUB).expect("zmq socket");
-        if let Some(curve) = curve {
-            curve.apply(&sock).expect("CURVE client options");
-        }
-        sock.set_linger(0).expect("linger");
-        sock.set_rcvhwm(0).expect("rcvhwm");
-        sock.set_subscribe(topic.as_bytes()).expect("subscribe");
-        sock.connect(endpoint).expect("zmq connect");
-        Subscriber { sock }
+        let events = Connect::new(endpoint)
+            .context(zmq_ctx())
+            .curve(curve)
+            .queues(0)
+            .subscribe(topic.as_bytes())
+            .unwrap_or_else(|e| panic!("subscribing to {endpoint}: {e}"));
+        Subscriber { events }
     }
 
     /// The next event, or `None` after `timeout`.
     pub fn next_timeout(&self, timeout: Duration) -> Option<Event> {
-        let n = self
-            .sock
-            .poll(zmq::POLLIN, timeout.as_millis() as i64)
-            .unwrap_or_else(|e| panic!("zmq poll: {e}"));
-        if n == 0 {
-            return None;
-        }
-        Some(Event::parse(
-            self.sock
-                .recv_multipart(0)
-                .unwrap_or_else(|e| panic!("zmq recv: {e}")),
-        ))
+        self.events
+            .recv_within(timeout)
+            .unwrap_or_else(|e| panic!("zmq recv: {e}"))
+            .map(Event::parse)
     }
 
     /// The next event, or a test failure.

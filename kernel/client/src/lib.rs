@@ -1,14 +1,20 @@
 //! The blocking client of the Synaptic Bridge (a DEALER socket for
-//! commands, a SUB socket for events), used by the `batos` subcommands for
-//! people, the inspector, the steward and the benchmarks.
+//! commands, a SUB socket for events) and the way a `batos run` child is
+//! started and awaited, used by the `batos` subcommands for people, the
+//! inspector, the steward, the benchmarks and the end-to-end tests.
 
+mod connection;
 pub mod keys;
+pub mod launch;
 mod ready;
+
+use std::time::Duration;
 
 use rmpv::Value;
 
-use batos_protocol::{ErrorCode, WireError, PROTOCOL_VERSION};
+use batos_protocol::{ErrorCode, WireError};
 
+pub use connection::{encode_request, Connect, Connection, Pattern, Subscriber};
 pub use keys::{KeyError, KeyPair};
 pub use ready::ReadyLine;
 
@@ -59,11 +65,9 @@ pub enum ClientError {
     Malformed(String),
 }
 
-/// A connection to the kernel.
+/// A connection to the kernel, one call at a time.
 pub struct Client {
-    socket: zmq::Socket,
-    endpoint: String,
-    timeout_ms: i32,
+    connection: Connection,
     next_id: u64,
 }
 
@@ -81,18 +85,13 @@ impl Client {
         timeout_ms: i32,
         curve: Option<&Curve>,
     ) -> Result<Client, ClientError> {
-        let socket = zmq::Context::new().socket(zmq::DEALER)?;
-        if let Some(curve) = curve {
-            curve.apply(&socket)?;
-        }
-        socket.set_linger(0)?;
-        socket.set_rcvtimeo(timeout_ms)?;
-        socket.set_sndtimeo(timeout_ms)?;
-        socket.connect(endpoint)?;
+        let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+        let connection = Connect::new(endpoint)
+            .timeout(timeout)
+            .curve(curve)
+            .open()?;
         Ok(Client {
-            socket,
-            endpoint: endpoint.to_string(),
-            timeout_ms,
+            connection,
             next_id: 1,
         })
     }
@@ -106,74 +105,18 @@ impl Client {
     ) -> Result<Result<Value, WireError>, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut entries = vec![
-            (Value::from("v"), Value::from(PROTOCOL_VERSION)),
-            (Value::from("id"), Value::from(id)),
-            (Value::from("command"), Value::from(command)),
-        ];
-        entries.extend(fields.into_iter().map(|(k, v)| (Value::from(k), v)));
-        let mut body = Vec::new();
-        rmpv::encode::write_value(&mut body, &Value::Map(entries))
-            .expect("writing to a Vec cannot fail");
-        self.socket.send(body, 0).map_err(|e| self.timeout_or(e))?;
+        self.connection
+            .send(encode_request(Some(&Value::from(id)), command, fields))?;
         loop {
-            let reply = self.socket.recv_bytes(0).map_err(|e| self.timeout_or(e))?;
-            let (reply_id, outcome) = parse_reply(&reply)?;
+            let frames = self.connection.recv()?;
+            let body = frames
+                .last()
+                .ok_or_else(|| ClientError::Malformed("an empty message".into()))?;
+            let (reply_id, outcome) = parse_reply(body)?;
             // Replies to earlier calls that timed out are skipped.
             if reply_id.as_ref().and_then(Value::as_u64) == Some(id) {
                 return Ok(outcome);
             }
-        }
-    }
-
-    fn timeout_or(&self, e: zmq::Error) -> ClientError {
-        if e == zmq::Error::EAGAIN {
-            ClientError::Timeout {
-                endpoint: self.endpoint.clone(),
-                timeout_ms: self.timeout_ms,
-            }
-        } else {
-            ClientError::Zmq(e)
-        }
-    }
-}
-
-/// A SUB socket on the kernel's events endpoint, subscribed to every topic
-/// (`uvm_state_update`, `cycle_update`).
-pub struct Subscriber {
-    socket: zmq::Socket,
-}
-
-impl Subscriber {
-    /// Connects and subscribes (lazily, as ZeroMQ connects: events
-    /// published before the connection completes are not seen).
-    pub fn connect(endpoint: &str) -> Result<Subscriber, ClientError> {
-        Self::connect_with(endpoint, None)
-    }
-
-    /// [`Subscriber::connect`], authenticating with CURVE when `curve` is given.
-    pub fn connect_with(endpoint: &str, curve: Option<&Curve>) -> Result<Subscriber, ClientError> {
-        let socket = zmq::Context::new().socket(zmq::SUB)?;
-        if let Some(curve) = curve {
-            curve.apply(&socket)?;
-        }
-        socket.set_linger(0)?;
-        socket.set_subscribe(b"")?;
-        socket.connect(endpoint)?;
-        Ok(Subscriber { socket })
-    }
-
-    /// The next event's frames (topic, then body), waiting at most
-    /// `timeout_ms`; `Ok(None)` when none came in that time.
-    pub fn recv(&self, timeout_ms: i64) -> Result<Option<Vec<Vec<u8>>>, ClientError> {
-        match self.socket.poll(zmq::POLLIN, timeout_ms) {
-            Ok(0) | Err(zmq::Error::EINTR) => Ok(None),
-            Ok(_) => match self.socket.recv_multipart(zmq::DONTWAIT) {
-                Ok(frames) => Ok(Some(frames)),
-                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => Ok(None),
-                Err(err) => Err(err.into()),
-            },
-            Err(err) => Err(err.into()),
         }
     }
 }

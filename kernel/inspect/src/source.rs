@@ -23,7 +23,7 @@ use batos_protocol::{TOPIC_CYCLE, TOPIC_STATE};
 /// Most summaries followed up a chain (guards against cycles and very deep trees).
 const MAX_CHAIN: usize = 32;
 /// How often the event thread checks whether it should stop.
-const EVENT_POLL_MS: i64 = 200;
+const EVENT_POLL: Duration = Duration::from_millis(200);
 /// Deepest nesting searched for a reference inside a slot value.
 const MAX_REF_DEPTH: usize = 4;
 /// Most slot names listed in one event line.
@@ -736,7 +736,7 @@ impl Drop for EventFeed {
 
 fn listen(socket: Subscriber, tx: Sender<FeedItem>, stop: Arc<AtomicBool>, started: Instant) {
     while !stop.load(Ordering::Relaxed) {
-        let item = match socket.recv(EVENT_POLL_MS) {
+        let item = match socket.recv_within(EVENT_POLL) {
             Ok(None) => continue,
             Ok(Some(frames)) => FeedItem::Event(parse_event(&frames, started.elapsed())),
             Err(err) => FeedItem::Error(format!("event feed: {err}")),

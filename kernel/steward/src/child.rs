@@ -1,20 +1,18 @@
 //! The kernel as a child process: spawning it with stdout on a pipe (lines passed through, the ready line announced as an event), reporting its exit as an event without reaping it, and stopping it with a bounded wait.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use batos_client::ReadyLine;
+use batos_client::{launch, ReadyLine};
 use crossbeam_channel::Sender;
 
 use super::error::StewardError;
 use super::{Event, Inbox};
 
-/// Longest stdout line forwarded in one piece.
-const MAX_LINE: u64 = 64 * 1024;
 /// How long a kernel may take to disappear after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
@@ -76,7 +74,7 @@ impl Kernel {
         // and taking that for a crash).
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         default_signals(&mut cmd);
-        term_with_parent(&mut cmd);
+        launch::die_with_parent(&mut cmd, libc::SIGTERM);
         let mut child = cmd.spawn()?;
         let pid = child.id();
         let stdout = child.stdout.take();
@@ -101,10 +99,7 @@ impl Kernel {
     ) -> std::io::Result<()> {
         let (pid, generation) = (self.pid, self.generation);
         if let Some(stdout) = stdout {
-            let tx = events.clone();
-            std::thread::Builder::new()
-                .name(format!("kernel-{generation}-stdout"))
-                .spawn(move || forward_stdout(stdout, generation, tx))?;
+            forward_stdout(stdout, generation, events.clone())?;
         }
         let tx = events.clone();
         std::thread::Builder::new()
@@ -175,33 +170,6 @@ pub(crate) fn default_signals(cmd: &mut Command) {
     }
 }
 
-/// Linux: the child gets SIGTERM when the steward's thread that spawned it
-/// (the supervisor, which lives as long as the steward) exits.
-fn term_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        let parent = std::process::id();
-        // SAFETY: the hook runs in the forked child before exec and only
-        // calls async-signal-safe functions (prctl, getppid), allocating
-        // nothing (`last_os_error` and `from_raw_os_error` only wrap errno).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The steward died between fork and prctl: do not run orphaned.
-                if u32::try_from(libc::getppid()).ok() != Some(parent) {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
-}
-
 /// Blocks until process `pid` (a child of this process) has exited, leaving
 /// it waitable (`WNOWAIT`): whoever owns its `Child` reaps it afterwards.
 pub(crate) fn wait_without_reaping(pid: u32) {
@@ -232,37 +200,23 @@ pub(crate) fn wait_without_reaping(pid: u32) {
 
 /// Copies the kernel's stdout to ours, line by line, for its whole life (so
 /// it never blocks on a full pipe), and announces the first ready line.
-fn forward_stdout(stdout: ChildStdout, generation: u64, tx: Sender<Event>) {
-    let mut reader = BufReader::new(stdout);
-    let mut line = Vec::with_capacity(256);
-    let mut announced = false;
-    loop {
-        line.clear();
-        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) => {
-                {
-                    let mut out = std::io::stdout().lock();
-                    // Nobody reading our stdout must not stop the kernel's.
-                    let _ = out.write_all(&line);
-                    let _ = out.flush();
-                }
-                if !announced {
-                    if let Some(ready) = std::str::from_utf8(&line)
-                        .ok()
-                        .and_then(|l| ReadyLine::parse(l.trim_end()))
-                    {
-                        announced = true;
-                        let _ = tx.send(Event::Ready { generation, ready });
-                    }
-                }
+fn forward_stdout(stdout: ChildStdout, generation: u64, tx: Sender<Event>) -> std::io::Result<()> {
+    launch::read_stdout(
+        stdout,
+        format!("kernel-{generation}-stdout"),
+        move |line, ready| {
+            {
+                let mut out = std::io::stdout().lock();
+                // Nobody reading our stdout must not stop the kernel's.
+                let _ = out.write_all(line);
+                let _ = out.flush();
             }
-            Err(err) => {
-                tracing::debug!(generation, error = %err, "reading the kernel's stdout failed");
-                return;
+            if let Some(ready) = ready {
+                let _ = tx.send(Event::Ready { generation, ready });
             }
-        }
-    }
+        },
+    )
+    .map(drop)
 }
 
 /// How waiting for a kernel to become ready ended.

@@ -105,12 +105,11 @@ pub(crate) fn image_in(
     );
     let mut kernel = ctx.start_kernel(dir, Durability::Buffered, &endpoint, &[])?;
     let t0 = kernel.spawned_at;
-    let sock = ctx.zmq.socket(zmq::DEALER)?;
-    sock.set_linger(0)?;
-    sock.set_rcvtimeo(2)?;
-    sock.set_reconnect_ivl(1)?;
-    sock.set_reconnect_ivl_max(0)?;
-    sock.connect(&endpoint)?;
+    let probe = Connect::new(&endpoint)
+        .context(&ctx.zmq)
+        .timeout(Duration::from_millis(2))
+        .reconnect_every(Duration::from_millis(1))
+        .open()?;
     let mut ping_id: u64 = 0;
     let mut last_send: Option<Instant> = None;
     let (first_ping, pong) = loop {
@@ -125,10 +124,10 @@ pub(crate) fn image_in(
         }
         if last_send.is_none_or(|t| t.elapsed() >= Duration::from_millis(20)) {
             ping_id += 1;
-            sock.send(encode_request(ping_id, Req::new("ping", vec![]))?, 0)?;
+            probe.send(encode_request(ping_id, Req::new("ping", vec![])))?;
             last_send = Some(Instant::now());
         }
-        match sock.recv_multipart(0) {
+        match probe.recv() {
             Ok(frames) => {
                 let at = t0.elapsed();
                 let Some(body) = frames.last() else { continue };
@@ -146,13 +145,13 @@ pub(crate) fn image_in(
                     }
                 }
             }
-            Err(zmq::Error::EAGAIN) => {}
+            Err(batos_client::ClientError::Timeout { .. }) => {}
             Err(e) => return Err(anyhow!(e).context("receiving the first ping")),
         }
     };
     out.first_ping = Some(first_ping);
     out.rss_open = Some(proc_status_bytes(kernel.pid(), "VmRSS:")?);
-    drop(sock);
+    drop(probe);
     out.ping_objects = pong["objects"].as_u64();
     match out.ping_objects {
         Some(seen) if seen >= n => {}

@@ -32,18 +32,18 @@ mod tempdir;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use batos_client::{Curve, KeyPair};
+use batos_client::launch::ReadyWait;
+use batos_client::{Connect, Connection, Curve, KeyPair};
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -339,17 +339,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_ready_line() {
-        let r = parse_ready(
-            "batos ready endpoint=tcp://127.0.0.1:40001 events=tcp://127.0.0.1:40002 metrics=127.0.0.1:40003",
-            Instant::now(),
-        )
-        .unwrap();
-        assert_eq!(r.endpoint, "tcp://127.0.0.1:40001");
-        assert!(parse_ready("batos ready events=x", Instant::now()).is_err());
-    }
-
-    #[test]
     fn request_round_trips_and_reply_decodes() {
         let body = encode_request(
             7,
@@ -357,8 +346,7 @@ mod tests {
                 "get_slot",
                 vec![("oid", Value::from(3u64)), ("slot", Value::from("x"))],
             ),
-        )
-        .unwrap();
+        );
         let v = rmpv::decode::read_value(&mut &body[..]).unwrap();
         assert_eq!(v["v"].as_i64(), Some(1));
         assert_eq!(v["id"].as_u64(), Some(7));

@@ -4,29 +4,7 @@ use super::*;
 
 /// Make a child die when the bench dies, so no kernel or Redis is left behind.
 pub(crate) fn die_with_parent(cmd: &mut Command) {
-    let hook = || -> std::io::Result<()> {
-        // SAFETY: prctl(2) with PR_SET_PDEATHSIG only changes this (child)
-        // process's own attributes and is async-signal-safe.
-        let rc = unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: the hook runs between fork and exec and only calls prctl(2),
-    // which is async-signal-safe; it allocates nothing and takes no locks.
-    unsafe {
-        cmd.pre_exec(hook);
-    }
+    batos_client::launch::die_with_parent(cmd, libc::SIGKILL);
 }
 
 /// A child process that is always reaped: stopped with SIGTERM by `stop`, or
@@ -136,7 +114,7 @@ pub(crate) struct Kernel {
     pub(crate) proc_: Proc,
     pub(crate) log: PathBuf,
     pub(crate) spawned_at: Instant,
-    pub(crate) ready_rx: mpsc::Receiver<(Instant, String)>,
+    pub(crate) ready_wait: ReadyWait,
     pub(crate) ready: Option<Ready>,
 }
 
@@ -177,25 +155,13 @@ impl Kernel {
             finished: false,
         };
         let stdout = stdout.context("kernel stdout was not captured")?;
-        let (tx, ready_rx) = mpsc::channel();
-        // Reads stdout to its end so the kernel never blocks on a full pipe;
-        // forwards the ready line. Ends when the kernel closes stdout.
-        let _reader = thread::Builder::new()
-            .name("kernel-stdout".to_string())
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if line.trim_start().starts_with("batos ready") {
-                        let _ = tx.send((Instant::now(), line));
-                    }
-                }
-            })
+        let ready_wait = ReadyWait::watch(stdout, "kernel-stdout".to_string(), |_| {})
             .context("spawning the stdout reader")?;
         Ok(Kernel {
             proc_,
             log: log.to_path_buf(),
             spawned_at,
-            ready_rx,
+            ready_wait,
             ready: None,
         })
     }
@@ -207,37 +173,14 @@ impl Kernel {
     /// Wait for the `batos ready endpoint=...` line.
     pub(crate) fn wait_ready(&mut self, timeout: Duration) -> Result<&Ready> {
         if self.ready.is_none() {
-            let deadline = Instant::now() + timeout;
-            loop {
-                match self.ready_rx.recv_timeout(Duration::from_millis(20)) {
-                    Ok((at, line)) => {
-                        self.ready = Some(parse_ready(&line, at)?);
-                        break;
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if let Some(status) = self.proc_.exited() {
-                            bail!(
-                                "the kernel exited ({status}) before it was ready; log tail:\n{}",
-                                log_tail(&self.log, 30)
-                            );
-                        }
-                        if Instant::now() >= deadline {
-                            bail!("the kernel printed no ready line within {timeout:?}; log tail:\n{}", log_tail(&self.log, 30));
-                        }
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        thread::sleep(Duration::from_millis(200));
-                        let status = self
-                            .proc_
-                            .exited()
-                            .map_or_else(|| "still running".to_string(), |s| s.to_string());
-                        bail!(
-                            "the kernel closed stdout without a `batos ready` line ({status}); log tail:\n{}",
-                            log_tail(&self.log, 30)
-                        );
-                    }
-                }
-            }
+            let (at, line) = self
+                .ready_wait
+                .wait(&mut self.proc_.child, timeout)
+                .map_err(|e| anyhow!("{e}; log tail:\n{}", log_tail(&self.log, 30)))?;
+            self.ready = Some(Ready {
+                at,
+                endpoint: line.endpoint,
+            });
         }
         Ok(self.ready.as_ref().expect("set above"))
     }
@@ -245,16 +188,6 @@ impl Kernel {
     pub(crate) fn stop(&mut self) -> Result<Stopped> {
         self.proc_.stop(STOP_TIMEOUT)
     }
-}
-
-/// Parse `batos ready endpoint=tcp://127.0.0.1:PORT events=... metrics=...`.
-pub(crate) fn parse_ready(line: &str, at: Instant) -> Result<Ready> {
-    let ready = batos_client::ReadyLine::parse(line)
-        .with_context(|| format!("not a ready line with endpoint=: {line:?}"))?;
-    Ok(Ready {
-        at,
-        endpoint: ready.endpoint,
-    })
 }
 
 /// Notes to attach to a row about how the kernel stopped.

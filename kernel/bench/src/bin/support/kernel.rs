@@ -2,13 +2,17 @@
 //! directory, ephemeral loopback ports, no metrics, no heartbeat; killed on
 //! drop) and reading fields of the kernel's replies.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use batos_client::launch::{self, ReadyWait};
 
 pub use batos_object::value::map_field as field;
+
+/// How long a kernel may take to print its ready line (a model may load).
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A running kernel.
 pub struct Kernel {
@@ -25,8 +29,8 @@ impl Kernel {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("batos.toml");
         std::fs::write(&path, config)?;
-        let mut child = Command::new(batos)
-            .arg("run")
+        let mut cmd = Command::new(batos);
+        cmd.arg("run")
             .arg("--data")
             .arg(dir.path().join("data"))
             .arg("--config")
@@ -42,14 +46,19 @@ impl Kernel {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting batos")?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let endpoint = batos_client::ReadyLine::parse(&line)
-            .with_context(|| format!("no ready line from batos (got {line:?})"))?
-            .endpoint;
+            .stderr(Stdio::inherit());
+        launch::die_with_parent(&mut cmd, libc::SIGKILL);
+        let mut child = cmd.spawn().context("starting batos")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let wait = ReadyWait::watch(stdout, "kernel-stdout".into(), |_| {})?;
+        let endpoint = match wait.wait(&mut child, READY_TIMEOUT) {
+            Ok((_, ready)) => ready.endpoint,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err.into());
+            }
+        };
         Ok(Kernel {
             child,
             endpoint,
