@@ -44,6 +44,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let data_dir = config.kernel.data_dir.clone();
     let store = StoreOptions {
         block_cache_bytes: config.store.block_cache_bytes,
+        keep_snapshots: config.store.keep_snapshots,
     };
     let image = tokio::task::spawn_blocking(move || RocksImage::open(&data_dir, &store))
         .await

@@ -663,3 +663,26 @@ fn snapshot_returns_an_id() {
     c.set(o, "x", Value::from(2));
     assert_same(&c.get(o, "x"), &Value::from(2), "write after snapshot");
 }
+
+/// Snapshots are capped: with `keep_snapshots = 2`, five snapshots leave
+/// the newest two on disk, each still an openable image.
+#[test]
+fn only_the_newest_snapshots_are_kept() {
+    let k = Kernel::start_with(Options::config("[store]\nkeep_snapshots = 2\n"));
+    let c = k.dealer();
+    let o = c.create(&[("x", Value::from(0))]);
+    let mut ids = Vec::new();
+    for i in 1..=5 {
+        c.set(o, "x", Value::from(i));
+        let r = c.ok("snapshot", &[]);
+        ids.push(must(&r, "id").as_str().expect("id").to_string());
+    }
+    let mut left: Vec<String> = std::fs::read_dir(k.data_dir().join("snapshots"))
+        .expect("snapshots directory")
+        .map(|e| e.expect("entry").file_name().into_string().expect("name"))
+        .collect();
+    left.sort();
+    let mut want = ids[3..].to_vec();
+    want.sort();
+    assert_eq!(left, want, "the two newest of {ids:?}");
+}

@@ -685,6 +685,53 @@ fn one_connection_cannot_take_every_in_flight_slot() {
     }
 }
 
+/// A connection that sends without reading has at most
+/// `max_queued_replies` replies queued for it; past that its replies are
+/// dropped and counted, and another connection is served throughout.
+#[test]
+fn replies_to_a_connection_that_does_not_read_are_bounded() {
+    let k = Kernel::start_with(Options::config("[bridge]\nmax_queued_replies = 4\n"));
+    let other = k.dealer();
+    let o = other.create(&[]);
+    other.set(o, "big", Value::Binary(vec![7u8; 1 << 20]));
+    // Its own receive queue holds one message, so the kernel's queue for it
+    // fills once the sockets' buffers do.
+    let silent = batos_client::Connect::new(&k.endpoint)
+        .queues(1)
+        .open()
+        .expect("connect");
+    let get = encode_request(
+        "get_slot",
+        Some(&Value::from(0)),
+        &[("oid", Value::from(o)), ("slot", s("big"))],
+    );
+    for _ in 0..200 {
+        silent.send(get.clone()).expect("send");
+    }
+    let dropped = || {
+        k.scrape()
+            .sum(
+                "batos_bridge_replies_dropped_total",
+                &[("reason", "not_reading")],
+            )
+            .unwrap_or(0.0)
+    };
+    eventually(
+        "replies to the connection that does not read are dropped",
+        Duration::from_secs(60),
+        || {
+            other.ping();
+            // Far fewer than 200 fit in the queue and the sockets' buffers.
+            dropped() >= 100.0
+        },
+    );
+    assert_same(
+        &other.get(o, "big"),
+        &Value::Binary(vec![7u8; 1 << 20]),
+        "still serving",
+    );
+}
+
 /// The frames before the body (routing ids, delimiters) are kept until the
 /// reply: more than 16 of them, or more than 4 KiB, get `too_large`
 /// (answered by routing id alone), and the connection goes on.

@@ -1690,6 +1690,7 @@ pub fn plant(root: &Path, edit: impl FnOnce(&mut Transaction)) {
         &root.join("data"),
         &batos_store::StoreOptions {
             block_cache_bytes: 1 << 20,
+            keep_snapshots: 8,
         },
     )
     .expect("open the stopped kernel's image");

@@ -82,6 +82,12 @@ pub struct BridgeConfig {
     pub max_inflight_per_peer: usize,
     /// Events queued for the PUB socket before new ones are dropped.
     pub event_queue: usize,
+    /// Replies queued for one connection that is not reading them; past
+    /// this its replies are dropped and counted.
+    pub max_queued_replies: usize,
+    /// Events queued for one subscriber that is not reading them; past
+    /// this ZeroMQ drops that subscriber's events.
+    pub max_queued_events: usize,
     /// The role of a client that presents no key (`read`, `write` or
     /// `admin`): `read` sends and reads; `write` changes the user's
     /// objects; `admin` also installs methods on roots, changes
@@ -106,6 +112,8 @@ impl Default for BridgeConfig {
             max_inflight: 1024,
             max_inflight_per_peer: 256,
             event_queue: 65_536,
+            max_queued_replies: 1024,
+            max_queued_events: 10_000,
             anonymous_role: "admin".into(),
             curve_key: String::new(),
             curve_clients: String::new(),
@@ -134,6 +142,9 @@ pub struct StoreConfig {
     pub block_cache_bytes: usize,
     /// Most transactions in one group commit.
     pub max_group_commit: usize,
+    /// Snapshots kept under `<data_dir>/snapshots`: taking one more removes
+    /// the oldest (each pins the image's files as they were).
+    pub keep_snapshots: usize,
 }
 
 impl Default for StoreConfig {
@@ -142,6 +153,7 @@ impl Default for StoreConfig {
             durability: Durability::Sync,
             block_cache_bytes: 16 * 1024 * 1024,
             max_group_commit: 512,
+            keep_snapshots: 8,
         }
     }
 }

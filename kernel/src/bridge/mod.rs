@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -44,6 +44,7 @@ pub struct BridgeMetrics {
     duration: HistogramVec,
     inflight: IntGauge,
     refused_connections: IntCounter,
+    replies_dropped: IntCounterVec,
 }
 
 impl BridgeMetrics {
@@ -69,8 +70,17 @@ impl BridgeMetrics {
             "batos_bridge_refused_connections_total",
             "CURVE handshakes refused (unknown client key, or not CURVE)",
         )?;
+        let replies_dropped = IntCounterVec::new(
+            Opts::new(
+                "batos_bridge_replies_dropped_total",
+                "Replies not sent: the connection had `max_queued_replies` unread \
+                 (not_reading) or was gone (gone)",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(refused_connections.clone()))?;
+        registry.register(Box::new(replies_dropped.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
         Ok(BridgeMetrics {
@@ -78,6 +88,7 @@ impl BridgeMetrics {
             duration,
             inflight,
             refused_connections,
+            replies_dropped,
         })
     }
 
@@ -152,12 +163,19 @@ pub fn bind(config: &BridgeConfig, metrics: &BridgeMetrics) -> Result<Sockets, K
     router
         .set_maxmsgsize(hard_cap)
         .and_then(|()| router.set_rcvhwm(100_000))
-        .and_then(|()| router.set_sndhwm(100_000))
+        // A connection that stops reading gets this many replies queued,
+        // then its replies are dropped and counted (mandatory routing makes
+        // ZeroMQ say so instead of dropping silently).
+        .and_then(|()| router.set_sndhwm(hwm(config.max_queued_replies)))
+        .and_then(|()| router.set_router_mandatory(true))
         .and_then(|()| router.bind(&config.endpoint))
         .map_err(|e| zmq_err(format!("binding {}", config.endpoint), e))?;
     let publish = socket(zmq::PUB, &config.events, 0)?;
+    // A subscriber that stops reading gets this many events queued; past
+    // that ZeroMQ drops its events (only its own), and says nothing.
     publish
-        .bind(&config.events)
+        .set_sndhwm(hwm(config.max_queued_events))
+        .and_then(|()| publish.bind(&config.events))
         .map_err(|e| zmq_err(format!("binding {}", config.events), e))?;
     let last = |s: &zmq::Socket| -> Result<String, KernelError> {
         s.get_last_endpoint()
@@ -174,6 +192,11 @@ pub fn bind(config: &BridgeConfig, metrics: &BridgeMetrics) -> Result<Sockets, K
         endpoint,
         events,
     })
+}
+
+/// A queue bound as ZeroMQ takes it (0 would mean none: at least 1).
+fn hwm(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX).max(1)
 }
 
 /// The kernel's CURVE secret key and the clients allowed in, as configured.
@@ -245,7 +268,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             biased;
-            Some(frames) = reply_rx.recv() => send_replies(&mut router, frames, &mut reply_rx).await,
+            Some(frames) = reply_rx.recv() => send_replies(&router, frames, &mut reply_rx, &state.metrics.replies_dropped),
             _ = shutdown.wait_for(|stop| *stop) => break,
             next = router.next() => match next {
                 Some(Ok(frames)) => handle(&state, frames).await,
@@ -260,7 +283,12 @@ pub async fn serve(
     );
     while state.inflight.get() > 0 || !reply_rx.is_empty() {
         if let Some(frames) = reply_rx.recv().await {
-            send_replies(&mut router, frames, &mut reply_rx).await;
+            send_replies(
+                &router,
+                frames,
+                &mut reply_rx,
+                &state.metrics.replies_dropped,
+            );
         }
     }
     // The socket's linger gives the last replies time to leave.
@@ -269,21 +297,39 @@ pub async fn serve(
     drop(zap);
 }
 
-/// Sends one reply and any others already queued, then flushes once.
-async fn send_replies(
-    router: &mut tmq::router::Router,
+/// Sends one reply and any others already queued, never waiting: a reply
+/// to a connection whose queue is full (it is not reading) or that is gone
+/// is dropped and counted, so one client cannot stall the others.
+fn send_replies(
+    router: &tmq::router::Router,
     first: Multipart,
     queue: &mut mpsc::UnboundedReceiver<Multipart>,
+    dropped: &IntCounterVec,
 ) {
-    let mut result = router.feed(first).await;
-    while result.is_ok() {
-        match queue.try_recv() {
-            Ok(frames) => result = router.feed(frames).await,
-            Err(_) => break,
+    use tmq::AsZmqSocket;
+    let socket = router.get_socket();
+    let mut next = Some(first);
+    while let Some(frames) = next {
+        let last = frames.len().saturating_sub(1);
+        let mut sent = Ok(());
+        for (i, frame) in frames.iter().enumerate() {
+            let flags = if i < last {
+                zmq::DONTWAIT | zmq::SNDMORE
+            } else {
+                zmq::DONTWAIT
+            };
+            sent = socket.send(&**frame, flags);
+            if sent.is_err() {
+                break;
+            }
         }
-    }
-    if let Err(err) = result.and(SinkExt::<Multipart>::flush(router).await) {
-        tracing::warn!(error = %err, "sending a reply failed");
+        match sent {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => dropped.with_label_values(&["not_reading"]).inc(),
+            Err(zmq::Error::EHOSTUNREACH) => dropped.with_label_values(&["gone"]).inc(),
+            Err(err) => tracing::warn!(error = %err, "sending a reply failed"),
+        }
+        next = queue.try_recv().ok();
     }
 }
 

@@ -8,6 +8,7 @@ pub mod keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use batos_object::image::{CommitGroup, Image, ImageError, ImageMeta, StoredObject};
 use batos_object::slot::MethodRecord;
@@ -27,6 +28,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct StoreOptions {
     /// Block cache size.
     pub block_cache_bytes: usize,
+    /// Checkpoints kept: taking one more removes the oldest (at least 1).
+    pub keep_snapshots: usize,
 }
 
 /// The image: a RocksDB database under `<data_dir>/image`, checkpoints under
@@ -35,6 +38,10 @@ pub struct RocksImage {
     db: DB,
     snapshots: PathBuf,
     snapshot_seq: AtomicU64,
+    keep_snapshots: usize,
+    /// Checkpoints are taken one at a time (each is a full pass over the
+    /// image's files).
+    checkpointing: Mutex<()>,
 }
 
 fn storage(e: rocksdb::Error) -> ImageError {
@@ -70,9 +77,35 @@ impl RocksImage {
             db,
             snapshots: data_dir.join("snapshots"),
             snapshot_seq: AtomicU64::new(0),
+            keep_snapshots: options.keep_snapshots.max(1),
+            checkpointing: Mutex::new(()),
         };
         image.check_format()?;
         Ok(image)
+    }
+
+    /// Removes the oldest checkpoints past `keep_snapshots` (directories
+    /// named as the kernel names them; anything else is left alone).
+    fn remove_old_snapshots(&self) -> Result<(), ImageError> {
+        let listing = std::fs::read_dir(&self.snapshots).map_err(|e| {
+            ImageError::Storage(format!("listing {}: {e}", self.snapshots.display()))
+        })?;
+        let mut taken: Vec<((u128, u64), PathBuf)> = listing
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                let (millis, seq) = name.to_str()?.split_once('-')?;
+                Some(((millis.parse().ok()?, seq.parse().ok()?), entry.path()))
+            })
+            .collect();
+        taken.sort();
+        let excess = taken.len().saturating_sub(self.keep_snapshots);
+        for (_, path) in taken.into_iter().take(excess) {
+            std::fs::remove_dir_all(&path).map_err(|e| {
+                ImageError::Storage(format!("removing the old snapshot {}: {e}", path.display()))
+            })?;
+        }
+        Ok(())
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -222,6 +255,7 @@ impl Image for RocksImage {
     }
 
     fn checkpoint(&self) -> Result<String, ImageError> {
+        let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(&self.snapshots).map_err(|e| {
             ImageError::Storage(format!("creating {}: {e}", self.snapshots.display()))
         })?;
@@ -237,6 +271,7 @@ impl Image for RocksImage {
         checkpoint
             .create_checkpoint(self.snapshots.join(&id))
             .map_err(storage)?;
+        self.remove_old_snapshots()?;
         Ok(id)
     }
 
@@ -301,6 +336,7 @@ mod tests {
             dir,
             &StoreOptions {
                 block_cache_bytes: 1 << 20,
+                keep_snapshots: 8,
             },
         )
         .unwrap()
@@ -363,6 +399,7 @@ mod tests {
             dir.path(),
             &StoreOptions {
                 block_cache_bytes: 1 << 20,
+                keep_snapshots: 8,
             },
         )
         .err()
@@ -398,5 +435,29 @@ mod tests {
         let restored = open(copy.path());
         assert_eq!(restored.meta().unwrap().objects, 1);
         assert!(restored.load_object(1).unwrap().is_some());
+    }
+
+    #[test]
+    fn only_the_newest_snapshots_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = RocksImage::open(
+            dir.path(),
+            &StoreOptions {
+                block_cache_bytes: 1 << 20,
+                keep_snapshots: 2,
+            },
+        )
+        .unwrap();
+        let stranger = dir.path().join("snapshots").join("kept-by-hand");
+        std::fs::create_dir_all(&stranger).unwrap();
+        let ids: Vec<String> = (0..4).map(|_| image.checkpoint().unwrap()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want = vec![ids[2].clone(), ids[3].clone(), "kept-by-hand".to_string()];
+        want.sort();
+        assert_eq!(left, want);
     }
 }

@@ -97,6 +97,7 @@ fn main() {
             &dir,
             &StoreOptions {
                 block_cache_bytes: 8 << 20,
+                keep_snapshots: 1,
             },
         )
         .expect("image"),
