@@ -18,20 +18,22 @@ const STATES: [&str; 7] = [
 
 /// A SUB socket on `cycle_update` (and `uvm_state_update`, to join).
 struct CycleEvents {
-    sock: zmq::Socket,
+    events: batos_client::Subscriber,
 }
 
 impl CycleEvents {
     /// Subscribed and joined: a scratch write's state event arrived on this
     /// very socket, so every later event will too (the slow-joiner problem).
     fn connect(k: &Kernel, c: &Client) -> CycleEvents {
-        let sock = zmq::Context::new().socket(zmq::SUB).expect("socket");
-        sock.set_linger(0).unwrap();
-        sock.set_rcvhwm(0).unwrap();
-        sock.set_subscribe(b"cycle_update").unwrap();
-        sock.set_subscribe(b"uvm_state_update").unwrap();
-        sock.connect(&k.events).unwrap();
-        let events = CycleEvents { sock };
+        let subscriber = batos_client::Connect::new(&k.events)
+            .queues(0)
+            .subscribe(b"cycle_update")
+            .expect("subscribe");
+        subscriber
+            .socket()
+            .set_subscribe(b"uvm_state_update")
+            .unwrap();
+        let events = CycleEvents { events: subscriber };
         let scratch = c.create(&[]);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut n = 0u64;
@@ -52,15 +54,7 @@ impl CycleEvents {
     }
 
     fn recv(&self, timeout: Duration) -> Option<Vec<Vec<u8>>> {
-        if self
-            .sock
-            .poll(zmq::POLLIN, timeout.as_millis() as i64)
-            .unwrap()
-            == 0
-        {
-            return None;
-        }
-        Some(self.sock.recv_multipart(0).unwrap())
+        self.events.recv_within(timeout).expect("zmq recv")
     }
 
     /// The next (cycle, state), or `None` after `timeout`.

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use batos_client::{parse_reply, Client};
+use batos_client::{encode_request, parse_reply, Client, Connect};
 use clap::Parser;
 use rmpv::Value;
 use support::{field, Kernel};
@@ -115,10 +115,9 @@ fn main() -> Result<()> {
 
     let kernel = Kernel::start(&batos, "[store]\ndurability = \"buffered\"\n")?;
     // Ingest, pipelined over one DEALER socket.
-    let ctx = zmq::Context::new();
-    let sock = ctx.socket(zmq::DEALER)?;
-    sock.set_rcvtimeo(120_000)?;
-    sock.connect(&kernel.endpoint)?;
+    let connection = Connect::new(&kernel.endpoint)
+        .timeout(Duration::from_secs(120))
+        .open()?;
     let started = Instant::now();
     let mut sent = 0usize;
     let mut done = 0usize;
@@ -139,19 +138,15 @@ fn main() -> Result<()> {
                     ])
                 })
                 .collect();
-            let body = Value::Map(vec![
-                ("v".into(), Value::from(1)),
-                ("id".into(), Value::from(sent as u64)),
-                ("command".into(), Value::from("ingest")),
-                ("documents".into(), Value::Array(documents)),
-            ]);
-            let mut buf = Vec::new();
-            rmpv::encode::write_value(&mut buf, &body)?;
-            sock.send(buf, 0)?;
+            connection.send(encode_request(
+                Some(&Value::from(sent as u64)),
+                "ingest",
+                [("documents", Value::Array(documents))],
+            ))?;
             sent += 1;
         }
-        let reply = sock.recv_bytes(0).context("ingest reply")?;
-        let (_, outcome) = parse_reply(&reply)?;
+        let reply = connection.recv().context("ingest reply")?;
+        let (_, outcome) = parse_reply(reply.last().context("an empty reply")?)?;
         let result = outcome.map_err(|e| anyhow!("ingest failed: {e}"))?;
         chunks += field(&result, "chunks")
             .and_then(Value::as_u64)
