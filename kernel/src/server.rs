@@ -83,12 +83,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 max_send_depth: config.sandbox.max_send_depth,
                 max_instances: (config.sandbox.threads.max(1) as u32)
                     * (config.sandbox.max_send_depth + 2),
+                max_loaded_modules: config.sandbox.max_loaded_modules,
             },
             audit: AuditLimits {
                 max_module_bytes: config.sandbox.max_module_bytes,
                 max_memory_pages: config.sandbox.max_memory_pages,
                 max_table_elements: config.sandbox.max_table_elements,
                 max_functions: config.sandbox.max_functions,
+                max_function_bytes: config.sandbox.max_function_bytes,
             },
             sandbox_threads: config.sandbox.threads,
             cache_key,

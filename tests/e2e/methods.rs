@@ -485,13 +485,23 @@ fn audit_refusals_name_the_rule_and_install_nothing() {
             "memory-pages",
         ),
     ];
+    // One function body over 128 KiB: the compiler's time grows faster than
+    // a function's size, so the audit bounds each one.
+    let long = format!(
+        r#"(module (memory (export "memory") 1) (func (export "invoke") {}))"#,
+        "(nop)".repeat(128 * 1024 + 1)
+    );
+    let cases = cases
+        .into_iter()
+        .map(|(wat, rule)| (wat.to_string(), rule))
+        .chain([(long, "function-size")]);
     for (wat, rule) in cases {
         let msg = c.expect_err(
             "create_method",
             &[
                 ("oid", Value::from(o)),
                 ("selector", s("m")),
-                ("wat", s(wat)),
+                ("wat", s(&wat)),
             ],
             "covenant_violation",
         );

@@ -18,6 +18,10 @@ pub struct AuditLimits {
     pub max_table_elements: u64,
     /// Most functions a module may define.
     pub max_functions: u32,
+    /// Largest body of one function. The compiler's time grows faster than
+    /// a function's size, so this (with `max_module_bytes`) is what keeps a
+    /// compile short (docs/benchmarks.md, "Methods").
+    pub max_function_bytes: usize,
 }
 
 impl Default for AuditLimits {
@@ -27,6 +31,7 @@ impl Default for AuditLimits {
             max_memory_pages: 256,
             max_table_elements: 10_000,
             max_functions: 10_000,
+            max_function_bytes: 128 * 1024,
         }
     }
 }
@@ -179,6 +184,18 @@ pub fn audit(wasm: &[u8], limits: &AuditLimits) -> Result<(), Violation> {
                             ))
                         }
                     }
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let size = body.range().len();
+                if size > limits.max_function_bytes {
+                    return Err(violation(
+                        "function-size",
+                        format!(
+                            "a function body is {size} bytes; the limit is {}",
+                            limits.max_function_bytes
+                        ),
+                    ));
                 }
             }
             _ => {}
@@ -349,6 +366,11 @@ mod tests {
             "(func)".repeat(10_001)
         );
         assert_eq!(rule(&many), "function-count");
+        let long = format!(
+            r#"(module (memory (export "memory") 1) (func (export "invoke")) (func {}))"#,
+            "(nop)".repeat(128 * 1024 + 1)
+        );
+        assert_eq!(rule(&long), "function-size");
         let limits = AuditLimits {
             max_module_bytes: 10,
             ..AuditLimits::default()

@@ -4,7 +4,7 @@
 //! memory cap. Compiled modules are cached in the image, so a restart does
 //! not recompile.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,6 +40,10 @@ pub struct SandboxLimits {
     pub max_send_depth: u32,
     /// Instances live at once (pool threads × (depth + 1) is enough).
     pub max_instances: u32,
+    /// Compiled modules kept linked in memory; past this the longest
+    /// loaded is let go (a later call loads it again from the image's
+    /// compiled cache).
+    pub max_loaded_modules: usize,
 }
 
 impl Default for SandboxLimits {
@@ -50,6 +54,7 @@ impl Default for SandboxLimits {
             wall_clock_ms: 2_000,
             max_send_depth: 32,
             max_instances: 256,
+            max_loaded_modules: 4096,
         }
     }
 }
@@ -61,6 +66,7 @@ struct SandboxMetrics {
     duration: Histogram,
     fuel: Histogram,
     modules: IntCounterVec,
+    compile: Histogram,
 }
 
 impl SandboxMetrics {
@@ -86,7 +92,15 @@ impl SandboxMetrics {
                 ),
                 &["source"],
             )?,
+            compile: Histogram::with_opts(
+                HistogramOpts::new(
+                    "batos_sandbox_compile_seconds",
+                    "Compiling one audited module to native code",
+                )
+                .buckets(prometheus::exponential_buckets(0.000_1, 2.0, 16)?),
+            )?,
         };
+        registry.register(Box::new(m.compile.clone()))?;
         registry.register(Box::new(m.calls.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.fuel.clone()))?;
@@ -145,11 +159,45 @@ impl std::fmt::Debug for CacheKey {
     }
 }
 
+/// Linked modules ready to instantiate, at most `cap`: past it the one
+/// loaded longest ago is let go, so memory stays bounded however many
+/// methods the image holds.
+struct Loaded {
+    by_hash: HashMap<String, InstancePre<Guest>>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl Loaded {
+    fn new(cap: usize) -> Loaded {
+        Loaded {
+            by_hash: HashMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<InstancePre<Guest>> {
+        self.by_hash.get(hash).cloned()
+    }
+
+    fn insert(&mut self, hash: &str, pre: InstancePre<Guest>) {
+        if self.by_hash.insert(hash.to_string(), pre).is_none() {
+            self.order.push_back(hash.to_string());
+        }
+        while self.order.len() > self.cap {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_hash.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// The method sandbox.
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<Guest>,
-    modules: Mutex<HashMap<String, InstancePre<Guest>>>,
+    modules: Mutex<Loaded>,
     image: Arc<dyn Image>,
     engine_key: [u8; 8],
     cache_key: CacheKey,
@@ -207,7 +255,7 @@ impl Sandbox {
         Ok(Sandbox {
             engine,
             linker,
-            modules: Mutex::new(HashMap::new()),
+            modules: Mutex::new(Loaded::new(limits.max_loaded_modules)),
             image,
             engine_key,
             cache_key,
@@ -231,7 +279,7 @@ impl Sandbox {
     /// Compiles an audited module (or loads it from the image's compiled
     /// cache) and keeps it ready to instantiate. Call before installing.
     pub fn prepare(&self, hash: &str, wasm: &[u8]) -> Result<(), MethodFault> {
-        if self.modules.lock().contains_key(hash) {
+        if self.modules.lock().get(hash).is_some() {
             return Ok(());
         }
         let module = match self.cached_module(hash)? {
@@ -242,8 +290,12 @@ impl Sandbox {
     }
 
     fn compile(&self, hash: &str, wasm: &[u8]) -> Result<Module, MethodFault> {
+        let started = Instant::now();
         let module = Module::new(&self.engine, wasm)
             .map_err(|e| MethodFault(format!("compiling: {e:#}")))?;
+        self.metrics
+            .compile
+            .observe(started.elapsed().as_secs_f64());
         self.metrics.modules.with_label_values(&["compiled"]).inc();
         match module.serialize() {
             Ok(bytes) => {
@@ -297,14 +349,14 @@ impl Sandbox {
             .linker
             .instantiate_pre(module)
             .map_err(|e| MethodFault(format!("linking: {e:#}")))?;
-        self.modules.lock().insert(hash.to_string(), pre);
+        self.modules.lock().insert(hash, pre);
         Ok(())
     }
 
     fn instance_pre(&self, hash: &str) -> Result<InstancePre<Guest>, MethodFault> {
         if let Some(pre) = self.modules.lock().get(hash) {
             self.metrics.modules.with_label_values(&["memory"]).inc();
-            return Ok(pre.clone());
+            return Ok(pre);
         }
         let module = match self.cached_module(hash)? {
             Some(module) => module,
@@ -320,7 +372,10 @@ impl Sandbox {
             }
         };
         self.link(hash, &module)?;
-        Ok(self.modules.lock().get(hash).cloned().expect("just linked"))
+        self.modules
+            .lock()
+            .get(hash)
+            .ok_or_else(|| MethodFault(format!("module {hash} was let go as it was linked")))
     }
 
     fn explain(&self, err: wasmtime::Error, frame: &Frame) -> MethodFault {
@@ -491,5 +546,41 @@ mod tests {
         let (victim, r) = sandbox(&image, 2);
         victim.prepare(&hash, &wasm).unwrap();
         assert_eq!(loads(&r, "rejected"), 1);
+    }
+
+    #[test]
+    fn modules_past_the_cap_are_let_go_and_reload_from_the_image() {
+        let image = Arc::new(MemoryImage::new());
+        let registry = Registry::new();
+        let sandbox = Sandbox::new(
+            image.clone(),
+            SandboxLimits {
+                max_loaded_modules: 2,
+                ..SandboxLimits::default()
+            },
+            CacheKey::new([1; 32]),
+            &registry,
+        )
+        .expect("sandbox");
+        let hashes: Vec<String> = (0..3)
+            .map(|n| {
+                let wat = MODULE.replacen(
+                    "(module",
+                    &format!("(module (global i32 (i32.const {n}))"),
+                    1,
+                );
+                let wasm = crate::audit::wat_to_wasm(&wat).unwrap();
+                let hash = module_hash(&wasm);
+                sandbox.prepare(&hash, &wasm).unwrap();
+                hash
+            })
+            .collect();
+        assert_eq!(loads(&registry, "compiled"), 3);
+        assert_eq!(sandbox.modules.lock().by_hash.len(), 2);
+        // The first was let go: it comes back from the compiled cache.
+        sandbox.instance_pre(&hashes[0]).unwrap();
+        assert_eq!(loads(&registry, "image"), 1);
+        sandbox.instance_pre(&hashes[2]).unwrap();
+        assert_eq!(loads(&registry, "memory"), 1);
     }
 }

@@ -205,6 +205,12 @@ pub struct SandboxConfig {
     pub max_table_elements: u64,
     /// Most functions a module may define.
     pub max_functions: u32,
+    /// Largest body of one function (the compiler's time grows faster
+    /// than a function's size).
+    pub max_function_bytes: usize,
+    /// Compiled methods kept linked in memory; past this the longest
+    /// loaded is let go and loads again, sealed, from the image.
+    pub max_loaded_modules: usize,
 }
 
 impl Default for SandboxConfig {
@@ -220,6 +226,8 @@ impl Default for SandboxConfig {
             max_memory_pages: 256,
             max_table_elements: 10_000,
             max_functions: 10_000,
+            max_function_bytes: 128 * 1024,
+            max_loaded_modules: 4096,
         }
     }
 }

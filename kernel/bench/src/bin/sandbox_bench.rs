@@ -1,6 +1,7 @@
 //! In-process benchmark of the method sandbox: instantiate + invoke of a
-//! trivial method, the cost of one scalar host call, and the time to install
-//! a method (WAT → audit → compile). Prints a Markdown table.
+//! trivial method, the cost of one scalar host call, the time to install
+//! a method (WAT → audit → compile), and to compile modules of about the
+//! audit's size limit. Prints a Markdown table.
 //!
 //!     cargo run --release -p batos-kernel --bin batos-sandbox-bench [-- ITERATIONS]
 
@@ -65,6 +66,48 @@ fn host_loop(calls: bool) -> String {
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (i32.const 100000))))))"#
     )
+}
+
+/// A module of `functions` functions of about `bytes` of code each, besides
+/// `invoke`: straight-line additions to one local, or (`live`) additions
+/// among 2,000 locals that all stay live, the register allocator's worst
+/// case. `seed` changes a constant, so each module is a new compile.
+fn heavy_module(functions: usize, bytes: usize, live: bool, seed: u64) -> String {
+    let mut wat = String::from(
+        r#"(module (import "uvm" "return_i64" (func $r (param i64)))
+  (memory (export "memory") 1) (func (export "invoke") (call $r (i64.const 1)))"#,
+    );
+    const LOCALS: usize = 2_000;
+    for f in 0..functions {
+        wat.push_str(&format!("\n(func $f{f} (result i64)"));
+        if live {
+            for l in 0..LOCALS {
+                wat.push_str(&format!(" (local $l{l} i64)"));
+            }
+            // About 9 bytes of code per statement.
+            for i in 0..bytes / 9 {
+                let (a, b) = (i % LOCALS, (i * 7 + 1) % LOCALS);
+                wat.push_str(&format!(
+                    " (local.set $l{a} (i64.add (local.get $l{a}) (local.get $l{b})))"
+                ));
+            }
+            wat.push_str(" (local.get $l0)");
+            for l in 1..LOCALS {
+                wat.push_str(&format!(" (local.get $l{l}) (i64.add)"));
+            }
+        } else {
+            wat.push_str(" (local $a i64)");
+            for _ in 0..bytes / 8 {
+                wat.push_str(&format!(
+                    " (local.set $a (i64.add (local.get $a) (i64.const {seed})))"
+                ));
+            }
+            wat.push_str(" (local.get $a)");
+        }
+        wat.push_str(&format!(" (i64.add (i64.const {seed})))"));
+    }
+    wat.push(')');
+    wat
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -153,6 +196,43 @@ fn main() {
         install(&TRIVIAL.replace("(i64.const 1)", &format!("(i64.const {n})")));
     });
 
+    // Compile time of modules of about the audit's module size: one big
+    // function (which `max_function_bytes` now refuses), and the same code
+    // split into functions the audit allows.
+    let mut seed = 1_000u64;
+    let limits = AuditLimits {
+        max_module_bytes: 2 << 20,
+        max_function_bytes: usize::MAX,
+        ..AuditLimits::default()
+    };
+    let mut compile = |functions: usize, bytes: usize, live: bool| {
+        seed += 1;
+        let wasm = wat_to_wasm(&heavy_module(functions, bytes, live, seed)).expect("wat");
+        audit(&wasm, &limits).expect("audit");
+        let hash = batos_sandbox::module_hash(&wasm);
+        let t = Instant::now();
+        sandbox.prepare(&hash, &wasm).expect("prepare");
+        (wasm.len(), t.elapsed())
+    };
+    let shapes = [
+        ("1 function, straight-line", 1, 900 << 10, false),
+        ("7 functions of 128 KiB, straight-line", 7, 128 << 10, false),
+        ("1 function, 2,000 live locals", 1, 900 << 10, true),
+        (
+            "7 functions of 128 KiB, 2,000 live locals",
+            7,
+            128 << 10,
+            true,
+        ),
+    ];
+    let compiles: Vec<(&str, usize, Duration)> = shapes
+        .iter()
+        .map(|&(what, functions, bytes, live)| {
+            let (size, took) = compile(functions, bytes, live);
+            (what, size, took)
+        })
+        .collect();
+
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -172,6 +252,13 @@ fn main() {
     println!("| instantiate + invoke, trivial method ({iterations} calls) | {:.2} µs | {:.2} µs | ≤ 10 µs p50 |", us(invoke_p50), us(invoke_p99));
     println!("| one scalar host call (`arg_count`, from a 100k-call loop minus the same loop without it) | {per_call:.1} ns | | ≤ 50 ns |");
     println!("| install: WAT → audit → compile (+ compiled-module cache write) | {:.0} µs | {:.0} µs | |", us(install_p50), us(install_p99));
+    for (what, size, took) in compiles {
+        println!(
+            "| compile: {what} ({} KiB module) | {:.0} ms | | |",
+            size / 1024,
+            took.as_secs_f64() * 1000.0
+        );
+    }
     drop(sandbox);
     let _ = std::fs::remove_dir_all(&dir);
 }
