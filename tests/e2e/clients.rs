@@ -293,3 +293,54 @@ fn a_client_vanishing_mid_pipeline_does_not_hurt_others() {
     assert_same(&other.get(o, "x"), &Value::from(1), "still serving");
     other.assert_silent(Duration::from_millis(200));
 }
+
+/// A large body is decoded off the bridge's task, and the connection's later
+/// requests wait behind it: each connection's writes still take effect in
+/// the order it sent them, and another connection is served meanwhile.
+#[test]
+fn requests_after_a_large_one_keep_their_order() {
+    let k = Kernel::start();
+    let (c, other) = (k.dealer(), k.dealer());
+    let o = c.create(&[]);
+    let big = Value::Binary(vec![1u8; 1 << 20]);
+    const ROUNDS: u64 = 20;
+    for round in 0..ROUNDS {
+        let slot = s(&format!("x{round}"));
+        c.send_request(
+            "set_slot",
+            &Value::from(2 * round),
+            &[
+                ("oid", Value::from(o)),
+                ("slot", slot.clone()),
+                ("value", big.clone()),
+            ],
+        );
+        c.send_request(
+            "set_slot",
+            &Value::from(2 * round + 1),
+            &[
+                ("oid", Value::from(o)),
+                ("slot", slot),
+                ("value", Value::from(round)),
+            ],
+        );
+    }
+    other.ping();
+    let mut ids: Vec<u64> = c
+        .recv_replies(2 * ROUNDS as usize)
+        .into_iter()
+        .map(|r| {
+            assert!(r.is_ok(), "{:?}", r.outcome);
+            uint(r.id.as_ref().expect("id"))
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..2 * ROUNDS).collect::<Vec<_>>());
+    for round in 0..ROUNDS {
+        assert_same(
+            &c.get(o, &format!("x{round}")),
+            &Value::from(round),
+            "the small write, sent after the large one, is the one kept",
+        );
+    }
+}

@@ -7,13 +7,14 @@ pub mod events;
 pub mod zap;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+use futures::future::LocalBoxFuture;
 use futures::{FutureExt, StreamExt};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -26,7 +27,9 @@ use tracing::Instrument;
 use crate::cmd::{self, Context};
 use crate::config::BridgeConfig;
 use crate::error::KernelError;
-use crate::protocol::{decode_request, encode_reply, Command, ErrorCode, WireError};
+use crate::protocol::{
+    decode_request, encode_reply, Command, DecodeError, ErrorCode, Request, WireError,
+};
 use batos_actors::Role;
 
 /// Metrics label for bodies that named no known command.
@@ -36,6 +39,11 @@ const INVALID: &str = "invalid";
 const MAX_ENVELOPE_FRAMES: usize = 16;
 /// Bytes of those frames in all.
 const MAX_ENVELOPE_BYTES: usize = 4096;
+/// Bodies larger than this are decoded off the bridge's task (which serves
+/// every client); smaller ones cost less than the hand-off.
+const DECODE_INLINE_MAX: usize = 64 * 1024;
+/// Large bodies decoded at once, off the bridge's task.
+const DECODERS: usize = 2;
 
 /// Request metrics of the bridge.
 #[derive(Clone)]
@@ -264,6 +272,8 @@ pub async fn serve(
         limits,
         ctx,
         curve,
+        lanes: RefCell::new(HashMap::new()),
+        decoders: Rc::new(tokio::sync::Semaphore::new(DECODERS)),
     });
     loop {
         tokio::select! {
@@ -281,7 +291,9 @@ pub async fn serve(
         inflight = state.inflight.get(),
         "bridge stopped taking requests; finishing in-flight ones"
     );
-    while state.inflight.get() > 0 || !reply_rx.is_empty() {
+    // A connection's lane is open until every message it holds has been
+    // answered, so it counts as in flight.
+    while state.inflight.get() > 0 || !state.lanes.borrow().is_empty() || !reply_rx.is_empty() {
         if let Some(frames) = reply_rx.recv().await {
             send_replies(
                 &router,
@@ -343,6 +355,11 @@ struct Served {
     ctx: Arc<Context>,
     /// Clients authenticate with CURVE: a request's role is its client's.
     curve: bool,
+    /// Connections with a large body being decoded off the task, and the
+    /// messages they sent since, held so that they run after it, in order.
+    lanes: RefCell<HashMap<u64, VecDeque<Multipart>>>,
+    /// Bounds the large bodies decoded at once.
+    decoders: Rc<tokio::sync::Semaphore>,
 }
 
 impl Served {
@@ -396,10 +413,51 @@ impl Served {
     }
 }
 
-async fn handle(state: &Rc<Served>, mut frames: Multipart) {
+async fn handle(state: &Rc<Served>, frames: Multipart) {
+    let peer = peer_key(frames.0.front().map_or(&[][..], |id| &id[..]));
+    let waiting = state.lanes.borrow().get(&peer).map(VecDeque::len);
+    match waiting {
+        None => {
+            handle_now(state, frames, peer).await;
+        }
+        // Behind this connection's large request: run after it, in order.
+        Some(n) if n < state.limits.max_inflight_per_peer => {
+            if let Some(lane) = state.lanes.borrow_mut().get_mut(&peer) {
+                lane.push_back(frames);
+            }
+        }
+        Some(_) => refuse_held(state, frames),
+    }
+}
+
+/// Answers a message a connection sent past its share while its earlier
+/// messages wait behind a large one.
+fn refuse_held(state: &Served, mut frames: Multipart) {
+    let started = Instant::now();
+    let Some(body) = frames.pop_back() else {
+        return;
+    };
+    // The id is echoed when it is cheap to find.
+    let id = (body.len() <= DECODE_INLINE_MAX)
+        .then(|| decode_request(&body).ok().and_then(|r| r.id))
+        .flatten();
+    let outcome = Err(WireError::new(
+        ErrorCode::Overloaded,
+        format!(
+            "this connection has {} requests waiting behind a large one; retry later",
+            state.limits.max_inflight_per_peer
+        ),
+    ));
+    state.metrics.record(INVALID, &outcome, started);
+    state.reply(frames, id.as_ref(), &outcome);
+}
+
+/// Handles one message now; `true` when its body went to be decoded off
+/// the task (its connection's later messages then wait in its lane).
+async fn handle_now(state: &Rc<Served>, mut frames: Multipart, peer: u64) -> bool {
     let started = Instant::now();
     let Some(mut body) = frames.pop_back() else {
-        return;
+        return false;
     };
     // With CURVE, ZAP named the client's role (`ROLE:NAME`) for its connection.
     let role = if state.curve {
@@ -423,7 +481,7 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
         let mut route = envelope;
         route.0.truncate(1);
         state.reply(route, None, &outcome);
-        return;
+        return false;
     }
     if body.len() > state.limits.max_request_bytes {
         let outcome = Err(WireError::new(
@@ -436,9 +494,70 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
         ));
         state.metrics.record(INVALID, &outcome, started);
         state.reply(envelope, None, &outcome);
-        return;
+        return false;
     }
-    let request = match decode_request(&body) {
+    if body.len() > DECODE_INLINE_MAX {
+        state.lanes.borrow_mut().entry(peer).or_default();
+        let state = state.clone();
+        actix::spawn(async move {
+            let decoded = decode_off_task(&state, body).await;
+            dispatch(&state, envelope, role, peer, started, decoded).await;
+            drain(state, peer).await;
+        });
+        return true;
+    }
+    dispatch(state, envelope, role, peer, started, decode_request(&body)).await;
+    false
+}
+
+/// Decodes a large body on a blocking thread (at most `DECODERS` at once).
+async fn decode_off_task(state: &Served, body: tmq::Message) -> Result<Request, DecodeError> {
+    let decoders = state.decoders.clone();
+    let _permit = decoders.acquire().await;
+    tokio::task::spawn_blocking(move || decode_request(&body))
+        .await
+        .unwrap_or_else(|panic| {
+            tracing::error!(error = %panic, "decoding a request panicked");
+            Err(DecodeError {
+                id: None,
+                error: WireError::new(ErrorCode::Internal, "decoding the request failed"),
+                command: None,
+            })
+        })
+}
+
+/// Runs what a connection's lane holds, in order, until it is empty (the
+/// lane closes) or a large body goes off to be decoded (its task drains on).
+fn drain(state: Rc<Served>, peer: u64) -> LocalBoxFuture<'static, ()> {
+    Box::pin(async move {
+        loop {
+            let next = {
+                let mut lanes = state.lanes.borrow_mut();
+                match lanes.get_mut(&peer).and_then(VecDeque::pop_front) {
+                    Some(frames) => frames,
+                    None => {
+                        lanes.remove(&peer);
+                        return;
+                    }
+                }
+            };
+            if handle_now(&state, next, peer).await {
+                return;
+            }
+        }
+    })
+}
+
+/// Answers a decoding failure, or admits the request and runs its command.
+async fn dispatch(
+    state: &Rc<Served>,
+    envelope: Multipart,
+    role: Role,
+    peer: u64,
+    started: Instant,
+    decoded: Result<Request, DecodeError>,
+) {
+    let request = match decoded {
         Ok(request) => request,
         Err(err) => {
             let outcome = Err(err.error);
@@ -450,7 +569,6 @@ async fn handle(state: &Rc<Served>, mut frames: Multipart) {
         }
     };
     let name = request.command.name();
-    let peer = peer_key(envelope.0.front().map_or(&[][..], |id| &id[..]));
     if let Err(why) = state.admit(peer) {
         let outcome = Err(WireError::new(ErrorCode::Overloaded, why));
         state.metrics.record(name, &outcome, started);

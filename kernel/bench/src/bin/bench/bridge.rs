@@ -137,12 +137,63 @@ pub(crate) fn bridge_scenario_in(ctx: &mut Ctx, sc: &Scenario, dir: &Path) -> Re
     let mut client = Client::connect(&ctx.zmq, &endpoint, ctx.reply_timeout, client_keys)?;
     client.server_pid = Some(kernel.pid());
     ctx.note_version(&mut client)?;
+    let noise = (sc.op == Op::PingBesideLargeBodies)
+        .then(|| large_bodies(ctx, &endpoint))
+        .transpose()?;
     let measured = measure_op(&mut client, sc, ctx.duration);
+    if let Some((stop, sender)) = noise {
+        stop.store(true, Ordering::Relaxed);
+        sender
+            .join()
+            .map_err(|_| anyhow!("the large-body sender panicked"))??;
+    }
     drop(client);
     let notes = stop_notes(kernel.stop());
     let mut m = measured?;
     m.notes.extend(notes);
     Ok(m)
+}
+
+/// A connection that keeps four large bodies in flight until stopped:
+/// `set_slot`s of an array of 1,000,000 integers (about 1 MiB, the most
+/// values a body may hold) to an object that does not exist, so each costs
+/// the kernel its decoding and little else, and is answered
+/// `no_such_object`.
+fn large_bodies(
+    ctx: &Ctx,
+    endpoint: &str,
+) -> Result<(Arc<AtomicBool>, thread::JoinHandle<Result<()>>)> {
+    let mut client = Client::connect(&ctx.zmq, endpoint, ctx.reply_timeout, None)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let values = Value::Array((0..1_000_000u64).map(|i| Value::from(i % 100)).collect());
+    let sender = thread::spawn(move || -> Result<()> {
+        let set = || {
+            Req::new(
+                "set_slot",
+                vec![
+                    ("oid", Value::from(u64::MAX >> 1)),
+                    ("slot", Value::from("large")),
+                    ("value", values.clone()),
+                ],
+            )
+        };
+        let mut in_flight = 0;
+        while !stopped.load(Ordering::Relaxed) || in_flight > 0 {
+            while in_flight < 4 && !stopped.load(Ordering::Relaxed) {
+                client.send(set())?;
+                in_flight += 1;
+            }
+            let reply = client.recv()?.context("no reply to a large body in time")?;
+            match reply.result {
+                Err(e) if e.starts_with("no_such_object") => {}
+                other => bail!("a large body got {other:?}, expected no_such_object"),
+            }
+            in_flight -= 1;
+        }
+        Ok(())
+    });
+    Ok((stop, sender))
 }
 
 /// Keys for a CURVE scenario in `dir`: the client's credentials, and the
@@ -214,7 +265,7 @@ pub(crate) fn measure_op(
             }
             Ok(m)
         }
-        Op::Ping | Op::ZmqFloor => {
+        Op::Ping | Op::ZmqFloor | Op::PingBesideLargeBodies => {
             let mut make = |_s: u64| Req::new("ping", vec![]);
             let mut check = |_s: u64, v: Value| match v.as_map() {
                 Some(_) => Ok(()),

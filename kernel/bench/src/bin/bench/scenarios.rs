@@ -38,6 +38,9 @@ pub(crate) enum Op {
     CreateObject,
     /// `send increment`: a WASM counter method inherited from a shared parent.
     Counter,
+    /// `ping` while another connection keeps four bodies of 1,000,000
+    /// values in flight: what one client's large bodies cost everyone else.
+    PingBesideLargeBodies,
 }
 
 impl Op {
@@ -149,6 +152,15 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             curve: false,
         });
     }
+    out.push(Scenario {
+        name: "ping_1_beside_large_bodies".to_string(),
+        group: "large",
+        label: "`ping`, 1 in flight, while another connection sends bodies of 1M values"
+            .to_string(),
+        op: Op::PingBesideLargeBodies,
+        in_flight: 1,
+        curve: false,
+    });
     for k in [1, 64] {
         out.push(Scenario {
             name: format!("create_object_{k}"),
