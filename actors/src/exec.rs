@@ -68,34 +68,12 @@ impl Entry {
     }
 }
 
-/// Runs `selector` on `receiver` inside a fresh transaction (methods,
-/// synthesis), committing once. Called by the receiver's actor.
-pub(crate) async fn send_in_transaction(
-    space: &Arc<SpaceInner>,
-    receiver: Oid,
-    role: Role,
-    selector: String,
-    args: Vec<Value>,
-) -> Result<SendOutcome, ActorError> {
-    run_in_transaction(space, receiver, role, Entry::Send(selector), args).await
-}
-
-/// Applies primitive `p` to `receiver` in a transaction of its own: the
-/// one implementation of each primitive, whether a method, a send or a
-/// command asked for it.
-pub(crate) async fn primitive_in_transaction(
-    space: &Arc<SpaceInner>,
-    receiver: Oid,
-    role: Role,
-    p: Primitive,
-    args: Vec<Value>,
-) -> Result<Value, ActorError> {
-    run_in_transaction(space, receiver, role, Entry::Primitive(p), args)
-        .await
-        .map(|outcome| outcome.value)
-}
-
-async fn run_in_transaction(
+/// Runs `entry` on `receiver` inside a fresh transaction (methods,
+/// synthesis, primitives: the one implementation of each, whether a
+/// method, a send or a command asked for it), committing once; re-run when
+/// what it read changed before it could commit. Called by the receiver's
+/// actor.
+pub(crate) async fn run_in_transaction(
     space: &Arc<SpaceInner>,
     receiver: Oid,
     role: Role,

@@ -402,15 +402,15 @@ impl SpaceOp for CloneObject {
     fn run(self, space: Arc<SpaceInner>, receiver: InUse) -> OpFuture<Oid> {
         Box::pin(async move {
             receiver.ready().await?;
-            let copy = exec::primitive_in_transaction(
+            let copy = exec::run_in_transaction(
                 &space,
                 receiver.oid,
                 self.role,
-                Primitive::Clone,
+                exec::Entry::Primitive(Primitive::Clone),
                 Vec::new(),
             )
             .await?;
-            batos_object::value::as_ref(&copy)
+            batos_object::value::as_ref(&copy.value)
                 .ok_or_else(|| ActorError::internal("clone answered no reference"))
         })
     }
@@ -444,11 +444,11 @@ impl SpaceOp for SendMessage {
                 // Methods, the other primitives and doesNotUnderstand run in
                 // a transaction.
                 Some(Slot::Primitive(_) | Slot::Method(_)) | None => {
-                    return exec::send_in_transaction(
+                    return exec::run_in_transaction(
                         &space,
                         receiver.oid,
                         self.role,
-                        self.selector,
+                        exec::Entry::Send(self.selector),
                         self.args,
                     )
                     .await

@@ -357,7 +357,7 @@ struct Served {
     curve: bool,
     /// Connections with a large body being decoded off the task, and the
     /// messages they sent since, held so that they run after it, in order.
-    lanes: RefCell<HashMap<u64, VecDeque<Multipart>>>,
+    lanes: RefCell<HashMap<u64, Lane>>,
     /// Bounds the large bodies decoded at once.
     decoders: Rc<tokio::sync::Semaphore>,
 }
@@ -415,19 +415,54 @@ impl Served {
 
 async fn handle(state: &Rc<Served>, frames: Multipart) {
     let peer = peer_key(frames.0.front().map_or(&[][..], |id| &id[..]));
-    let waiting = state.lanes.borrow().get(&peer).map(VecDeque::len);
-    match waiting {
-        None => {
+    match hold(state, peer, frames) {
+        Held::Queued => {}
+        Held::NoLane(frames) => {
             handle_now(state, frames, peer).await;
         }
-        // Behind this connection's large request: run after it, in order.
-        Some(n) if n < state.limits.max_inflight_per_peer => {
-            if let Some(lane) = state.lanes.borrow_mut().get_mut(&peer) {
-                lane.push_back(frames);
-            }
-        }
-        Some(_) => refuse_held(state, frames),
+        Held::Full(frames) => refuse_held(state, frames),
     }
+}
+
+/// What became of a message from a connection that may have a lane.
+enum Held {
+    /// It waits in the lane.
+    Queued,
+    /// The connection has no lane: handle it now.
+    NoLane(Multipart),
+    /// The lane is full.
+    Full(Multipart),
+}
+
+/// Puts the message behind its connection's large request, if there is
+/// one, as long as what waits stays within a share of requests and bytes.
+fn hold(state: &Served, peer: u64, frames: Multipart) -> Held {
+    let mut lanes = state.lanes.borrow_mut();
+    let Some(lane) = lanes.get_mut(&peer) else {
+        return Held::NoLane(frames);
+    };
+    let bytes: usize = frames.iter().map(|f| f.len()).sum();
+    if lane.messages.len() < state.limits.max_inflight_per_peer
+        && lane.bytes + bytes <= lane_max_bytes(&state.limits)
+    {
+        lane.bytes += bytes;
+        lane.messages.push_back(frames);
+        Held::Queued
+    } else {
+        Held::Full(frames)
+    }
+}
+
+/// Bytes a connection's lane may hold: a few of the largest requests.
+fn lane_max_bytes(limits: &Limits) -> usize {
+    limits.max_request_bytes.saturating_mul(4)
+}
+
+/// A connection's messages held behind its large request being decoded.
+#[derive(Default)]
+struct Lane {
+    messages: VecDeque<Multipart>,
+    bytes: usize,
 }
 
 /// Answers a message a connection sent past its share while its earlier
@@ -443,13 +478,16 @@ fn refuse_held(state: &Served, mut frames: Multipart) {
         .flatten();
     let outcome = Err(WireError::new(
         ErrorCode::Overloaded,
-        format!(
-            "this connection has {} requests waiting behind a large one; retry later",
-            state.limits.max_inflight_per_peer
-        ),
+        "this connection has its share of requests waiting behind a large one; retry later",
     ));
     state.metrics.record(INVALID, &outcome, started);
-    state.reply(frames, id.as_ref(), &outcome);
+    // Not checked yet: an oversized envelope goes back as its routing id.
+    let mut envelope = frames;
+    let envelope_bytes: usize = envelope.iter().map(|f| f.len()).sum();
+    if envelope.len() > MAX_ENVELOPE_FRAMES || envelope_bytes > MAX_ENVELOPE_BYTES {
+        envelope.0.truncate(1);
+    }
+    state.reply(envelope, id.as_ref(), &outcome);
 }
 
 /// Handles one message now; `true` when its body went to be decoded off
@@ -533,7 +571,12 @@ fn drain(state: Rc<Served>, peer: u64) -> LocalBoxFuture<'static, ()> {
         loop {
             let next = {
                 let mut lanes = state.lanes.borrow_mut();
-                match lanes.get_mut(&peer).and_then(VecDeque::pop_front) {
+                let lane = lanes.get_mut(&peer);
+                match lane.and_then(|lane| {
+                    let frames = lane.messages.pop_front()?;
+                    lane.bytes -= frames.iter().map(|f| f.len()).sum::<usize>();
+                    Some(frames)
+                }) {
                     Some(frames) => frames,
                     None => {
                         lanes.remove(&peer);
