@@ -24,6 +24,9 @@ use batos_object::value::{Oid, Value};
 pub trait LiveSet: Send + Sync + 'static {
     /// The committed version of `oid` if it is live and loaded.
     fn live_version(&self, oid: Oid) -> Option<u64>;
+    /// The version of the commit that last changed slot `name` of `oid`
+    /// (or an upper bound of it), if `oid` is live and loaded.
+    fn live_slot_version(&self, oid: Oid, name: &str) -> Option<u64>;
     /// Applies committed `changes` to `oid` if it is live (a no-op
     /// otherwise: its next load reads them from the image).
     fn apply(&self, oid: Oid, changes: &ObjectChanges, version: u64);
@@ -236,7 +239,7 @@ impl Worker {
     fn commit_group(&mut self, jobs: Vec<Job>) {
         let started = Instant::now();
         let mut accepted: Vec<(u64, Job)> = Vec::with_capacity(jobs.len());
-        let mut written: HashSet<Oid> = HashSet::new();
+        let mut written = Written::default();
         let mut next_oid = self.next_oid;
         let mut objects = self.objects;
         let mut tx_id = self.last_tx;
@@ -255,7 +258,7 @@ impl Worker {
                 next_oid = next_oid.max(oid + 1);
                 objects += 1;
             }
-            written.extend(job.tx.writes().keys().copied());
+            written.add(&job.tx);
             tx_id += 1;
             accepted.push((tx_id, job));
         }
@@ -318,11 +321,47 @@ impl Worker {
         }
     }
 
-    /// A transaction may commit if every object it read is still at the
-    /// version it saw and no earlier transaction of this group wrote it.
-    fn still_valid(&self, tx: &Transaction, written: &HashSet<Oid>) -> bool {
-        tx.reads().iter().all(|(oid, seen)| {
-            !written.contains(oid) && self.live.live_version(*oid) == Some(*seen)
-        })
+    /// A transaction may commit if everything it read is still at the
+    /// version it saw and no earlier transaction of this group wrote it:
+    /// each object it read whole, and each slot it read.
+    fn still_valid(&self, tx: &Transaction, written: &Written) -> bool {
+        tx.reads()
+            .iter()
+            .all(|(oid, seen)| !written.object(*oid) && self.live.live_version(*oid) == Some(*seen))
+            && tx.slot_reads().iter().all(|((oid, name), seen)| {
+                !written.slot(*oid, name) && self.live.live_slot_version(*oid, name) == Some(*seen)
+            })
     }
+}
+
+/// What the transactions accepted so far in a group write (not yet applied
+/// to the live objects, so checked apart). Slot names are kept as hashes:
+/// a collision can only add a conflict (a re-run), never hide one.
+#[derive(Default)]
+struct Written {
+    objects: HashSet<Oid>,
+    slots: HashSet<(Oid, u64)>,
+}
+
+impl Written {
+    fn add(&mut self, tx: &Transaction) {
+        for (oid, changes) in tx.writes() {
+            self.objects.insert(*oid);
+            self.slots
+                .extend(changes.slots.keys().map(|name| (*oid, name_hash(name))));
+        }
+    }
+
+    fn object(&self, oid: Oid) -> bool {
+        self.objects.contains(&oid)
+    }
+
+    fn slot(&self, oid: Oid, name: &str) -> bool {
+        self.objects.contains(&oid) && self.slots.contains(&(oid, name_hash(name)))
+    }
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(name)
 }

@@ -324,8 +324,8 @@ impl TxCtx {
         }
         let (slot, version) = self
             .object(oid)?
-            .read(|s| (s.slots.get(name).cloned(), s.version))?;
-        self.tx.read(oid, version);
+            .read(|s| (s.slots.get(name).cloned(), s.slot_version(name)))?;
+        self.tx.read_slot(oid, name, version);
         Ok(slot)
     }
 

@@ -29,6 +29,11 @@ pub struct ObjectState {
     pub version: u64,
     /// `parent*` parsed once (lookup walks it on every send).
     parents: Vec<Oid>,
+    /// Slot name → the commit that last changed it while live (set or
+    /// removed); a slot not here is unchanged since the load.
+    slot_versions: HashMap<String, u64>,
+    /// The version the object was loaded at.
+    loaded_at: u64,
 }
 
 impl ObjectState {
@@ -37,9 +42,21 @@ impl ObjectState {
             slots,
             version,
             parents: Vec::new(),
+            slot_versions: HashMap::new(),
+            loaded_at: version,
         };
         state.reparse_parents();
         state
+    }
+
+    /// The commit that last changed slot `name` (its contents or its
+    /// absence), or the load's version when it has not changed since: what
+    /// a transaction that reads the slot records and the committer checks.
+    pub fn slot_version(&self, name: &str) -> u64 {
+        self.slot_versions
+            .get(name)
+            .copied()
+            .unwrap_or(self.loaded_at)
     }
 
     /// The delegation chain (empty when `parent*` is absent).
@@ -55,6 +72,10 @@ impl ObjectState {
     }
 
     fn apply(&mut self, changes: &ObjectChanges, version: u64) {
+        for name in changes.slots.keys() {
+            let at = self.slot_versions.entry(name.clone()).or_insert(version);
+            *at = (*at).max(version);
+        }
         for (name, slot) in &changes.slots {
             match slot {
                 Some(slot) => {
@@ -327,6 +348,11 @@ impl ObjectTable {
 impl LiveSet for ObjectTable {
     fn live_version(&self, oid: Oid) -> Option<u64> {
         self.get(oid).and_then(|live| live.version())
+    }
+
+    fn live_slot_version(&self, oid: Oid, name: &str) -> Option<u64> {
+        self.get(oid)
+            .and_then(|live| live.read(|state| state.slot_version(name)).ok())
     }
 
     fn apply(&self, oid: Oid, changes: &ObjectChanges, version: u64) {

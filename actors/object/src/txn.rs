@@ -14,12 +14,16 @@ pub struct ObjectChanges {
     pub slots: BTreeMap<String, Option<Slot>>,
 }
 
-/// The changes of one message, plus the object versions it read (checked
-/// at commit: optimistic concurrency across objects).
+/// The changes of one message, plus the versions of what it read (checked
+/// at commit: optimistic concurrency across objects). A read is of a whole
+/// object or of one slot; a slot read conflicts only with a change to that
+/// slot, so writers of a widely inherited object do not conflict with every
+/// message that looks something else up through it.
 #[derive(Clone, Debug, Default)]
 pub struct Transaction {
     writes: BTreeMap<Oid, ObjectChanges>,
     reads: BTreeMap<Oid, u64>,
+    slot_reads: BTreeMap<(Oid, String), u64>,
     roots: Option<Vec<(String, Oid)>>,
     installs: Vec<Install>,
     /// Upgrade instructions to submit after the commit (not image state).
@@ -80,6 +84,15 @@ impl Transaction {
         self.reads.entry(oid).or_insert(version);
     }
 
+    /// Records that this transaction's result depends on slot `name` of
+    /// `oid` (its contents, or its absence) as it was at `version`, the
+    /// version of the commit that last changed it.
+    pub fn read_slot(&mut self, oid: Oid, name: &str, version: u64) {
+        self.slot_reads
+            .entry((oid, name.to_string()))
+            .or_insert(version);
+    }
+
     /// Installs a method version and points its slot at it.
     pub fn install(&mut self, install: Install) {
         self.set(
@@ -119,6 +132,11 @@ impl Transaction {
     /// The object versions this transaction read, checked at commit.
     pub fn reads(&self) -> &BTreeMap<Oid, u64> {
         &self.reads
+    }
+
+    /// The slot versions this transaction read, checked at commit.
+    pub fn slot_reads(&self) -> &BTreeMap<(Oid, String), u64> {
+        &self.slot_reads
     }
 
     /// Records the root table (genesis only).

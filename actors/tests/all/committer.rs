@@ -97,6 +97,9 @@ impl LiveSet for Live {
     fn live_version(&self, oid: Oid) -> Option<u64> {
         self.versions.lock().unwrap().get(&oid).copied()
     }
+    fn live_slot_version(&self, oid: Oid, _name: &str) -> Option<u64> {
+        self.live_version(oid)
+    }
     fn apply(&self, oid: Oid, _changes: &ObjectChanges, version: u64) {
         if let Some(v) = self.versions.lock().unwrap().get_mut(&oid) {
             *v = version;
@@ -225,8 +228,9 @@ fn a_read_of_a_changed_object_conflicts_and_nothing_is_written() {
     );
 }
 
-#[test]
-fn a_write_earlier_in_the_same_group_conflicts_with_a_later_read() {
+/// Commits, in one group after a held commit: a write of slot `n` of
+/// object 1 (at version 1), then each of `readers`; their outcomes.
+fn after_a_write_in_the_same_group(readers: Vec<Transaction>) -> Vec<Result<u64, CommitError>> {
     let p = pipeline(true);
     block_on(p.committer.commit(create(1))).unwrap();
     p.live.versions.lock().unwrap().insert(1, 1);
@@ -243,21 +247,38 @@ fn a_write_earlier_in_the_same_group_conflicts_with_a_later_read() {
     while p.committer.queued() < 1 {
         std::thread::yield_now();
     }
-    let reader = {
+    let mut waiting = Vec::new();
+    for tx in readers {
+        let queued = p.committer.queued();
         let c = p.committer.clone();
-        std::thread::spawn(move || {
-            let mut tx = write(3, "saw", 1);
-            tx.read(1, 1);
-            block_on(c.commit(tx))
-        })
-    };
-    while p.committer.queued() < 2 {
-        std::thread::yield_now();
+        waiting.push(std::thread::spawn(move || block_on(c.commit(tx))));
+        while p.committer.queued() <= queued {
+            std::thread::yield_now();
+        }
     }
     release.send(()).unwrap();
     holder.join().unwrap().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(matches!(reader.join().unwrap(), Err(CommitError::Conflict)));
+    waiting.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn a_write_earlier_in_the_same_group_conflicts_with_a_later_read() {
+    let mut tx = write(3, "saw", 1);
+    tx.read(1, 1);
+    let outcomes = after_a_write_in_the_same_group(vec![tx]);
+    assert!(matches!(outcomes[0], Err(CommitError::Conflict)));
+}
+
+#[test]
+fn a_slot_read_conflicts_only_with_a_write_of_that_slot() {
+    let mut other = write(3, "saw", 1);
+    other.read_slot(1, "m", 1);
+    let mut same = write(4, "saw", 1);
+    same.read_slot(1, "n", 1);
+    let outcomes = after_a_write_in_the_same_group(vec![other, same]);
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert!(matches!(outcomes[1], Err(CommitError::Conflict)));
 }
 
 #[test]
