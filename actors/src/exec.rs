@@ -50,6 +50,14 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_micros(cap_us / 2 + jitter / 2)).await;
 }
 
+/// Who sends a message: the rights it runs with, and whose turn it takes
+/// on the sandbox threads.
+#[derive(Clone, Copy)]
+pub(crate) struct Caller {
+    pub(crate) role: Role,
+    pub(crate) client: crate::pool::Client,
+}
+
 /// What a message runs: a selector looked up along `parent*`, or one
 /// primitive applied as a command (the `clone` command copies the object
 /// whatever its `clone` slot says).
@@ -76,7 +84,7 @@ impl Entry {
 pub(crate) async fn run_in_transaction(
     space: &Arc<SpaceInner>,
     receiver: Oid,
-    role: Role,
+    Caller { role, client }: Caller,
     entry: Entry,
     args: Vec<Value>,
 ) -> Result<SendOutcome, ActorError> {
@@ -89,7 +97,9 @@ pub(crate) async fn run_in_transaction(
         let offered = candidate.clone();
         let ran = space
             .pool
-            .run(move || run_top(space2, receiver, role, entry2, args2, offered.as_deref()))
+            .run_for(client, move || {
+                run_top(space2, receiver, role, entry2, args2, offered.as_deref())
+            })
             .await??;
         let (outcome, mut tx) = match ran {
             Some(done) => done,

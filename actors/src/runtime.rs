@@ -144,6 +144,9 @@ pub trait MethodWriter: Send + Sync + 'static {
 pub struct ObjectSpace {
     pub(crate) inner: Arc<SpaceInner>,
     pub(crate) role: Role,
+    /// Whose turn this handle's methods take on the sandbox threads (the
+    /// connection a request came from; the kernel's own work is 0).
+    pub(crate) client: crate::pool::Client,
 }
 
 impl ObjectSpace {
@@ -252,6 +255,7 @@ impl ObjectSpace {
         Ok(ObjectSpace {
             inner,
             role: Role::Kernel,
+            client: crate::pool::KERNEL,
         })
     }
 
@@ -282,6 +286,7 @@ impl ObjectSpace {
         ObjectSpace {
             inner,
             role: Role::Kernel,
+            client: crate::pool::KERNEL,
         }
     }
 
@@ -291,6 +296,19 @@ impl ObjectSpace {
         ObjectSpace {
             inner: self.inner.clone(),
             role,
+            client: self.client,
+        }
+    }
+
+    /// This handle for the requests of one connection (`connection`, any
+    /// key but 0): its methods take their own turns on the sandbox threads,
+    /// so a connection with many long methods queued does not make the
+    /// others wait behind all of them.
+    pub fn for_connection(&self, connection: u64) -> ObjectSpace {
+        ObjectSpace {
+            inner: self.inner.clone(),
+            role: self.role,
+            client: connection,
         }
     }
 

@@ -141,7 +141,15 @@ impl ObjectSpace {
     /// A new object with a shallow copy of `oid`'s slots.
     pub async fn clone_object(&self, oid: Oid) -> Result<Oid, ActorError> {
         require_write(self.role, "clone")?;
-        self.inner.call(oid, CloneObject { role: self.role }).await
+        self.inner
+            .call(
+                oid,
+                CloneObject {
+                    role: self.role,
+                    client: self.client,
+                },
+            )
+            .await
     }
 
     /// Sends `selector` with `args` to `oid`.
@@ -159,6 +167,7 @@ impl ObjectSpace {
                     selector,
                     args,
                     role,
+                    client: self.client,
                 },
             )
             .await
@@ -395,6 +404,7 @@ impl SpaceOp for RemoveSlot {
 #[derive(Clone)]
 struct CloneObject {
     role: Role,
+    client: crate::pool::Client,
 }
 
 impl SpaceOp for CloneObject {
@@ -405,7 +415,10 @@ impl SpaceOp for CloneObject {
             let copy = exec::run_in_transaction(
                 &space,
                 receiver.oid,
-                self.role,
+                exec::Caller {
+                    role: self.role,
+                    client: self.client,
+                },
                 exec::Entry::Primitive(Primitive::Clone),
                 Vec::new(),
             )
@@ -421,6 +434,7 @@ struct SendMessage {
     selector: String,
     args: Vec<Value>,
     role: Role,
+    client: crate::pool::Client,
 }
 
 impl SpaceOp for SendMessage {
@@ -447,7 +461,10 @@ impl SpaceOp for SendMessage {
                     return exec::run_in_transaction(
                         &space,
                         receiver.oid,
-                        self.role,
+                        exec::Caller {
+                            role: self.role,
+                            client: self.client,
+                        },
                         exec::Entry::Send(self.selector),
                         self.args,
                     )

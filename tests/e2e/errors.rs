@@ -766,3 +766,49 @@ fn oversized_envelopes_are_refused() {
     assert_eq!(&frames[..2], &[b"hop-1".to_vec(), b"hop-2".to_vec()]);
     c.ping();
 }
+
+/// Connections take turns on the sandbox threads: with one thread, a
+/// connection that queued 60 slow methods (on 60 objects, so all wait at
+/// once) does not make another connection's method wait behind all of
+/// them; it runs after about one of them.
+#[test]
+fn connections_take_turns_on_the_sandbox_threads() {
+    let k = Kernel::start_with(Options::config("[sandbox]\nthreads = 1\n"));
+    let (greedy, other) = (k.dealer(), k.dealer());
+    let parent = greedy.create(&[]);
+    greedy.ok(
+        "create_method",
+        &[
+            ("oid", Value::from(parent)),
+            ("selector", s("spin")),
+            ("wat", s(SLOW)),
+        ],
+    );
+    const N: usize = 60;
+    let objects: Vec<u64> = (0..N)
+        .map(|_| greedy.create(&[("parent*", parents(&[parent]))]))
+        .collect();
+    let spin = |oid: u64| {
+        [
+            ("oid", Value::from(oid)),
+            ("selector", s("spin")),
+            ("args", Value::Array(vec![])),
+        ]
+    };
+    for (i, oid) in objects.iter().enumerate() {
+        greedy.send_request("send", &Value::from(i as u64), &spin(*oid));
+    }
+    let mine = other.create(&[("parent*", parents(&[parent]))]);
+    assert!(other.request("send", &spin(mine)).is_ok());
+    // How many of the greedy connection's methods finished first.
+    let mut before = 0;
+    while greedy.try_recv_reply(Duration::ZERO).is_some() {
+        before += 1;
+    }
+    assert!(
+        before < N / 2,
+        "{before} of {N} queued methods ran before the other connection's one"
+    );
+    let after = greedy.recv_replies(N - before);
+    assert!(after.iter().all(Reply::is_ok));
+}

@@ -625,9 +625,11 @@ async fn dispatch(
     // gets an `internal` error, its in-flight slot is released, and the
     // bridge's task, which serves every client, goes on.
     let mut work = Box::pin(
-        AssertUnwindSafe(async move { cmd::execute(&ctx, role, command).await }.instrument(span))
-            .catch_unwind()
-            .map(|outcome| outcome.unwrap_or_else(|panic| Err(panicked(name, panic)))),
+        AssertUnwindSafe(
+            async move { cmd::execute(&ctx, role, peer.max(1), command).await }.instrument(span),
+        )
+        .catch_unwind()
+        .map(|outcome| outcome.unwrap_or_else(|panic| Err(panicked(name, panic)))),
     );
     // Poll once here, so each request reaches its object's mailbox in the
     // order it arrived; finish in the background only if it has to wait.

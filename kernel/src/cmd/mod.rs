@@ -44,8 +44,14 @@ pub struct Context {
     pub experts: Arc<ExpertManager>,
 }
 
-/// Runs one command for a client holding `role`.
-pub async fn execute(ctx: &Context, role: Role, command: Command) -> Result<Value, WireError> {
+/// Runs one command for a client holding `role`, from `connection` (a
+/// nonzero key: whose turn its methods take on the sandbox threads).
+pub async fn execute(
+    ctx: &Context,
+    role: Role,
+    connection: u64,
+    command: Command,
+) -> Result<Value, WireError> {
     role.require(required(&command), command.name())
         .map_err(|why| WireError::new(ErrorCode::Forbidden, why))?;
     // Object changes are checked by the object space, per object and slot.
@@ -54,7 +60,7 @@ pub async fn execute(ctx: &Context, role: Role, command: Command) -> Result<Valu
         Command::Ping => Ok(ping::execute(ctx)),
         Command::GetFullState { oid } => state::execute(ctx, oid).await,
         Command::CreateObject { slots } => object::create(space, slots).await,
-        Command::Clone { oid } => object::clone(ctx, space, oid).await,
+        Command::Clone { oid } => object::clone(ctx, &space.for_connection(connection), oid).await,
         Command::GetSlot { oid, slot } => slot::get(ctx, oid, slot).await,
         Command::SetSlot { oid, slot, value } => slot::set(ctx, space, oid, slot, value).await,
         Command::RemoveSlot { oid, slot } => slot::remove(ctx, space, oid, slot).await,
@@ -62,7 +68,7 @@ pub async fn execute(ctx: &Context, role: Role, command: Command) -> Result<Valu
             oid,
             selector,
             args,
-        } => send::execute(ctx, space, oid, selector, args).await,
+        } => send::execute(ctx, &space.for_connection(connection), oid, selector, args).await,
         Command::Snapshot => snapshot::execute(ctx).await,
         Command::CreateMethod {
             oid,
