@@ -148,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         OrchestratorConfig {
             step_pause: std::time::Duration::from_millis(config.orchestrator.step_pause_ms),
             max_running: config.orchestrator.max_running.max(1),
+            max_running_per_client: config.orchestrator.max_running_per_client.max(1),
         },
     )?;
     let sockets = bridge::bind(&config.bridge, &bridge_metrics)?;

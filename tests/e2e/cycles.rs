@@ -313,3 +313,25 @@ fn cycles_running_at_once_are_capped() {
     ));
     assert_ne!(first, second);
 }
+
+/// One connection may have `[orchestrator] max_running_per_client` cycles
+/// running: past that its `start_cycle` is `overloaded`, while another
+/// connection still starts one.
+#[test]
+fn one_connection_cannot_take_every_running_cycle() {
+    let k = Kernel::start_with(Options::config(
+        "[orchestrator]\nstep_pause_ms = 200\nmax_running = 8\nmax_running_per_client = 1\n",
+    ));
+    let (greedy, other) = (k.dealer(), k.dealer());
+    let start = |c: &Client| c.request("start_cycle", &[("kind", s("display_yourself"))]);
+    let first = uint(must(start(&greedy).result(), "cycle"));
+    let refused = start(&greedy);
+    refused.assert_error("overloaded");
+    let (_, message) = refused.outcome.unwrap_err();
+    assert!(message.contains("this connection"), "{message}");
+    let theirs = uint(must(start(&other).result(), "cycle"));
+    assert_completed(&wait_complete(&k, &greedy, first));
+    assert_completed(&wait_complete(&k, &other, theirs));
+    // Its cycle done, the first connection may start another.
+    assert!(start(&greedy).is_ok());
+}

@@ -299,6 +299,9 @@ pub struct OrchestratorConfig {
     /// Cycles running at once; `start_cycle` past this is `overloaded`
     /// (cycles resumed at start are not refused).
     pub max_running: usize,
+    /// Cycles one connection may have running at once; past this its
+    /// `start_cycle` is `overloaded`, so one client cannot take them all.
+    pub max_running_per_client: usize,
 }
 
 impl Default for OrchestratorConfig {
@@ -306,6 +309,7 @@ impl Default for OrchestratorConfig {
         OrchestratorConfig {
             step_pause_ms: 0,
             max_running: 8,
+            max_running_per_client: 2,
         }
     }
 }

@@ -6,8 +6,16 @@ use rmpv::Value;
 use super::{resolve, wire_error, Context};
 use crate::protocol::{map, ObjRef, WireError};
 
-pub(super) async fn start(ctx: &Context, kind: String) -> Result<Value, WireError> {
-    let cycle = ctx.orchestrator.start(&kind).await.map_err(wire_error)?;
+pub(super) async fn start(
+    ctx: &Context,
+    kind: String,
+    connection: u64,
+) -> Result<Value, WireError> {
+    let cycle = ctx
+        .orchestrator
+        .start(&kind, connection)
+        .await
+        .map_err(wire_error)?;
     Ok(map([("cycle", Value::from(cycle))]))
 }
 

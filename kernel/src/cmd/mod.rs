@@ -94,7 +94,7 @@ pub async fn execute(
             expert,
             max_tokens,
         } => inference::infer(ctx, prompt, expert, max_tokens).await,
-        Command::StartCycle { kind } => cycle::start(ctx, kind).await,
+        Command::StartCycle { kind } => cycle::start(ctx, kind, connection).await,
         Command::GetCycle { cycle } => cycle::get(ctx, cycle).await,
     }
 }

@@ -15,7 +15,7 @@
 mod display_yourself;
 pub mod ui_code;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +45,15 @@ pub struct OrchestratorConfig {
     pub step_pause: Duration,
     /// Cycles running at once; starting one more is `overloaded`.
     pub max_running: usize,
+    /// Cycles one client (connection) may have running at once.
+    pub max_running_per_client: usize,
 }
+
+/// Who started a cycle: a client's connection key, or [`KERNEL`].
+pub type Starter = u64;
+
+/// The kernel's own cycles (the first conversation, resumed ones).
+pub const KERNEL: Starter = 0;
 
 /// Handle to the orchestrator; cheap to clone.
 #[derive(Clone)]
@@ -65,7 +73,8 @@ struct Inner {
     traits: Oid,
     start_lock: tokio::sync::Mutex<()>,
     /// Cycles being driven now.
-    running: Mutex<HashSet<Oid>>,
+    /// The cycles being driven, and who started each.
+    running: Mutex<HashMap<Oid, Starter>>,
 }
 
 /// A cycle as `get_cycle` shows it.
@@ -125,20 +134,25 @@ impl Orchestrator {
                 documents,
                 config,
                 start_lock: tokio::sync::Mutex::new(()),
-                running: Mutex::new(HashSet::new()),
+                running: Mutex::new(HashMap::new()),
             }),
         })
     }
 
-    /// Starts a cycle of `kind`; returns its oid once its first state is
-    /// committed. The cycle then runs in the background.
-    pub async fn start(&self, kind: &str) -> Result<Oid, ActorError> {
-        self.start_marked(kind, None).await
+    /// Starts a cycle of `kind` for `starter`; returns its oid once its
+    /// first state is committed. The cycle then runs in the background.
+    pub async fn start(&self, kind: &str, starter: Starter) -> Result<Oid, ActorError> {
+        self.start_marked(kind, None, starter).await
     }
 
     /// [`Orchestrator::start`], also setting the orchestrator's slot `mark`
     /// to the new cycle in the same transaction.
-    async fn start_marked(&self, kind: &str, mark: Option<&str>) -> Result<Oid, ActorError> {
+    async fn start_marked(
+        &self,
+        kind: &str,
+        mark: Option<&str>,
+        starter: Starter,
+    ) -> Result<Oid, ActorError> {
         if kind != DISPLAY_YOURSELF {
             return Err(ActorError::BadRequest(format!(
                 "unknown cycle kind {kind:?} (known: {DISPLAY_YOURSELF})"
@@ -146,10 +160,20 @@ impl Orchestrator {
         }
         let inner = &self.inner;
         let _guard = inner.start_lock.lock().await;
-        let running = self.running().len();
+        let (running, mine) = {
+            let running = self.running();
+            let mine = running.values().filter(|s| **s == starter).count();
+            (running.len(), mine)
+        };
         if running >= inner.config.max_running {
             return Err(ActorError::Overloaded(format!(
                 "{running} cognitive cycles are running (the limit); retry when one completes"
+            )));
+        }
+        if starter != KERNEL && mine >= inner.config.max_running_per_client {
+            return Err(ActorError::Overloaded(format!(
+                "this connection has {mine} cognitive cycles running (its limit); retry when \
+                 one completes"
             )));
         }
         let states = self.states(kind).await?;
@@ -181,7 +205,7 @@ impl Orchestrator {
             cycle,
             state: states[0].0.clone(),
         });
-        self.spawn(cycle);
+        self.spawn(cycle, starter);
         Ok(cycle)
     }
 
@@ -193,7 +217,7 @@ impl Orchestrator {
         if slot(&orch, MARK).is_some() {
             return Ok(None);
         }
-        self.start_marked(DISPLAY_YOURSELF, Some(MARK))
+        self.start_marked(DISPLAY_YOURSELF, Some(MARK), KERNEL)
             .await
             .map(Some)
     }
@@ -216,7 +240,7 @@ impl Orchestrator {
                 .unwrap_or_default();
             if str_slot(&slots, "status") == "running" {
                 tracing::info!(cycle, "resuming a cognitive cycle");
-                self.spawn(cycle);
+                self.spawn(cycle, KERNEL);
                 resumed += 1;
             }
         }
@@ -315,9 +339,9 @@ impl Orchestrator {
         Ok(specs.iter().map(|s| s.name.to_string()).zip(oids).collect())
     }
 
-    fn spawn(&self, cycle: Oid) {
+    fn spawn(&self, cycle: Oid, starter: Starter) {
         let this = self.clone();
-        this.running().insert(cycle);
+        this.running().insert(cycle, starter);
         actix::spawn(async move {
             let driven = this.drive(cycle).await;
             this.running().remove(&cycle);
@@ -337,7 +361,7 @@ impl Orchestrator {
     }
 
     /// The cycles being driven now.
-    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<Oid>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Oid, Starter>> {
         self.inner
             .running
             .lock()
