@@ -633,6 +633,20 @@ const SLOW: &str = r#"(module
       (br_if $again (i64.lt_u (local.get $i) (i64.const 2000000))))
     (call $ret (local.get $i))))"#;
 
+/// A new object with the method `spin` (`SLOW`).
+fn with_spin(c: &Client) -> u64 {
+    let o = c.create(&[]);
+    c.ok(
+        "create_method",
+        &[
+            ("oid", Value::from(o)),
+            ("selector", s("spin")),
+            ("wat", s(SLOW)),
+        ],
+    );
+    o
+}
+
 /// One connection pipelining slow requests gets `overloaded` once it holds
 /// its share of the in-flight slots, while another connection's request,
 /// sent while those are still running, is served: the limit is per
@@ -643,15 +657,7 @@ fn one_connection_cannot_take_every_in_flight_slot() {
         "[bridge]\nmax_inflight = 8\nmax_inflight_per_peer = 4\n\n[sandbox]\nthreads = 1\n",
     ));
     let (greedy, other) = (k.dealer(), k.dealer());
-    let o = greedy.create(&[]);
-    greedy.ok(
-        "create_method",
-        &[
-            ("oid", Value::from(o)),
-            ("selector", s("spin")),
-            ("wat", s(SLOW)),
-        ],
-    );
+    let o = with_spin(&greedy);
     const N: u64 = 40;
     for i in 0..N {
         greedy.send_request(
@@ -775,15 +781,7 @@ fn oversized_envelopes_are_refused() {
 fn connections_take_turns_on_the_sandbox_threads() {
     let k = Kernel::start_with(Options::config("[sandbox]\nthreads = 1\n"));
     let (greedy, other) = (k.dealer(), k.dealer());
-    let parent = greedy.create(&[]);
-    greedy.ok(
-        "create_method",
-        &[
-            ("oid", Value::from(parent)),
-            ("selector", s("spin")),
-            ("wat", s(SLOW)),
-        ],
-    );
+    let parent = with_spin(&greedy);
     const N: usize = 60;
     let objects: Vec<u64> = (0..N)
         .map(|_| greedy.create(&[("parent*", parents(&[parent]))]))
