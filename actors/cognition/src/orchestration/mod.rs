@@ -72,7 +72,6 @@ struct Inner {
     genesis: Oid,
     traits: Oid,
     start_lock: tokio::sync::Mutex<()>,
-    /// Cycles being driven now.
     /// The cycles being driven, and who started each.
     running: Mutex<HashMap<Oid, Starter>>,
 }
