@@ -76,6 +76,10 @@ pub trait Image: Send + Sync + 'static {
     fn load_compiled(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ImageError>;
     /// Caches a compiled module (outside any transaction: it is derived data).
     fn store_compiled(&self, key: &[u8], bytes: &[u8]) -> Result<(), ImageError>;
+    /// Drops every cached compiled module whose key does not start with
+    /// `prefix` (those another engine compiled, an upgrade's leftovers), so
+    /// the cache holds at most one entry per module; returns how many went.
+    fn retain_compiled(&self, prefix: &[u8]) -> Result<usize, ImageError>;
 }
 
 /// The key the image stores a module or blob under: the SHA-256 of its

@@ -251,6 +251,15 @@ impl Sandbox {
                 })
                 .map_err(|e| MethodFault(format!("starting the epoch ticker: {e}")))?;
         }
+        // What another engine compiled (before an upgrade) is never loaded
+        // again: drop it, so the cache holds one entry per module.
+        match image.retain_compiled(&engine_key) {
+            Ok(0) => {}
+            Ok(dropped) => {
+                tracing::info!(dropped, "dropped modules compiled by another engine")
+            }
+            Err(err) => tracing::warn!(error = %err, "pruning the compiled-module cache failed"),
+        }
         let metrics = SandboxMetrics::new(registry).map_err(|e| MethodFault(e.to_string()))?;
         Ok(Sandbox {
             engine,
@@ -546,6 +555,27 @@ mod tests {
         let (victim, r) = sandbox(&image, 2);
         victim.prepare(&hash, &wasm).unwrap();
         assert_eq!(loads(&r, "rejected"), 1);
+    }
+
+    #[test]
+    fn modules_another_engine_compiled_are_dropped_at_start() {
+        let image = Arc::new(MemoryImage::new());
+        image
+            .store_compiled(b"\0\0\0\0\0\0\0\0stale", b"x")
+            .unwrap();
+        let wasm = crate::audit::wat_to_wasm(MODULE).unwrap();
+        let hash = module_hash(&wasm);
+        let (first, _) = sandbox(&image, 1);
+        first.prepare(&hash, &wasm).unwrap();
+        let (_second, _) = sandbox(&image, 1);
+        assert!(image
+            .load_compiled(b"\0\0\0\0\0\0\0\0stale")
+            .unwrap()
+            .is_none());
+        assert!(image
+            .load_compiled(&first.cache_key(&hash))
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -84,6 +84,9 @@ impl Image for GatedImage {
     fn store_compiled(&self, key: &[u8], bytes: &[u8]) -> Result<(), ImageError> {
         self.inner.store_compiled(key, bytes)
     }
+    fn retain_compiled(&self, prefix: &[u8]) -> Result<usize, ImageError> {
+        self.inner.retain_compiled(prefix)
+    }
 }
 
 /// Live objects at fixed versions; records what the committer applies.

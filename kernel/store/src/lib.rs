@@ -322,6 +322,21 @@ impl Image for RocksImage {
             .put_cf(self.cf(CF_COMPILED), key, bytes)
             .map_err(storage)
     }
+
+    fn retain_compiled(&self, prefix: &[u8]) -> Result<usize, ImageError> {
+        let cf = self.cf(CF_COMPILED);
+        let mut batch = WriteBatch::default();
+        let mut dropped = 0;
+        for entry in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (key, _) = entry.map_err(storage)?;
+            if !key.starts_with(prefix) {
+                batch.delete_cf(cf, &key);
+                dropped += 1;
+            }
+        }
+        self.db.write(batch).map_err(storage)?;
+        Ok(dropped)
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ type Check = fn(&dyn Image);
 
 /// Runs every check, each on a fresh image from `fresh`.
 pub fn run(fresh: impl Fn() -> Box<dyn Image>) {
-    let checks: [(&str, Check); 9] = [
+    let checks: [(&str, Check); 10] = [
         ("a fresh image is empty", a_fresh_image_is_empty),
         ("a commit is visible with its counters", a_commit_is_visible),
         ("later writes win and removals remove", later_writes_win),
@@ -28,6 +28,10 @@ pub fn run(fresh: impl Fn() -> Box<dyn Image>) {
             installs_keep_history,
         ),
         ("the compiled cache round-trips", compiled_cache_round_trips),
+        (
+            "compiled modules of another engine are dropped",
+            compiled_modules_of_another_engine_are_dropped,
+        ),
         ("checkpoints have distinct ids", checkpoints_are_distinct),
         ("every slot kind round-trips", every_slot_kind_round_trips),
     ];
@@ -236,6 +240,17 @@ fn compiled_cache_round_trips(image: &dyn Image) {
         image.load_compiled(b"key").expect("load").as_deref(),
         Some(&b"again"[..])
     );
+}
+
+fn compiled_modules_of_another_engine_are_dropped(image: &dyn Image) {
+    image.store_compiled(b"new:a", b"native").expect("store");
+    image.store_compiled(b"old:a", b"stale").expect("store");
+    image.store_compiled(b"old:b", b"stale").expect("store");
+    assert_eq!(image.retain_compiled(b"new:").expect("retain"), 2);
+    assert!(image.load_compiled(b"old:a").expect("load").is_none());
+    assert!(image.load_compiled(b"old:b").expect("load").is_none());
+    assert!(image.load_compiled(b"new:a").expect("load").is_some());
+    assert_eq!(image.retain_compiled(b"new:").expect("retain"), 0);
 }
 
 fn checkpoints_are_distinct(image: &dyn Image) {

@@ -166,6 +166,13 @@ impl Image for MemoryImage {
         self.state()?.compiled.insert(key.to_vec(), bytes.to_vec());
         Ok(())
     }
+
+    fn retain_compiled(&self, prefix: &[u8]) -> Result<usize, ImageError> {
+        let compiled = &mut self.state()?.compiled;
+        let before = compiled.len();
+        compiled.retain(|key, _| key.starts_with(prefix));
+        Ok(before - compiled.len())
+    }
 }
 
 #[cfg(test)]
