@@ -181,3 +181,82 @@ fn refused_requests_publish_nothing() {
         ev.raw
     );
 }
+
+/// Each topic's events are numbered (`seq`): a subscriber that keeps up
+/// sees consecutive numbers; one that stops reading loses its own events
+/// past `[bridge] max_queued_events` (ZeroMQ drops them silently) and sees
+/// the loss as a gap, while the other loses nothing.
+#[test]
+fn event_numbers_show_a_subscriber_what_it_lost() {
+    let k = Kernel::start_with(Options::config("[bridge]\nmax_queued_events = 16\n"));
+    let c = k.dealer();
+    let reader = k.subscriber();
+    let scratch = reader.sync(&c);
+    // A subscriber that holds one event on its side, joined (it has seen
+    // an event), then left unread.
+    let slow = batos_client::Connect::new(&k.events)
+        .queues(1)
+        .subscribe(b"uvm_state_update")
+        .expect("subscribe");
+    let mut n = 0u64;
+    while slow
+        .recv_within(std::time::Duration::from_millis(100))
+        .expect("recv")
+        .is_none()
+    {
+        n += 1;
+        c.set(scratch, "__slow", Value::from(n));
+    }
+    // Drain what the reader got while the slow one joined.
+    while reader
+        .next_timeout(std::time::Duration::from_millis(200))
+        .is_some()
+    {}
+    const N: usize = 200;
+    let o = c.create(&[]);
+    let big = Value::Binary(vec![3u8; 64 * 1024]);
+    let mut seen = Vec::new();
+    for _ in 0..N {
+        c.set(o, "big", big.clone());
+        // The reader keeps up: one event per write.
+        while let Some(event) = reader.next_timeout(std::time::Duration::ZERO) {
+            if event.oid == o {
+                seen.push(event.seq);
+            }
+        }
+    }
+    while seen.len() < N {
+        let event = reader.next();
+        if event.oid == o {
+            seen.push(event.seq);
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "a subscriber that reads sees consecutive numbers: {seen:?}"
+    );
+    let mut slow_seen = Vec::new();
+    while let Some(frames) = slow
+        .recv_within(std::time::Duration::from_millis(200))
+        .expect("recv")
+    {
+        let body = decode(&frames[1]).expect("event body");
+        slow_seen.push(uint(must(&body, "seq")));
+    }
+    // Its queue drained, the next event arrives: after the gap.
+    c.set(o, "after", Value::from(1));
+    let frames = slow
+        .recv_within(std::time::Duration::from_secs(10))
+        .expect("recv")
+        .expect("the next event reaches the slow subscriber");
+    slow_seen.push(uint(must(&decode(&frames[1]).expect("event body"), "seq")));
+    assert!(
+        slow_seen.windows(2).all(|w| w[1] > w[0]),
+        "numbers only grow: {slow_seen:?}"
+    );
+    assert_eq!(*slow_seen.last().unwrap(), seen.last().unwrap() + 1);
+    assert!(
+        slow_seen.windows(2).any(|w| w[1] > w[0] + 1),
+        "the subscriber that stopped reading sees its losses as a gap: {slow_seen:?}"
+    );
+}

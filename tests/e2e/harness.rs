@@ -1258,6 +1258,8 @@ pub struct Event {
     pub changed: Vec<(String, Value)>,
     pub removed: Vec<String>,
     pub tx: u64,
+    /// Its number among the topic's events (from 1, gaps mean losses).
+    pub seq: u64,
     pub raw: Value,
 }
 
@@ -1307,11 +1309,14 @@ impl Event {
             })
             .collect();
         let tx = uint(must(&raw, "tx"));
+        let seq = uint(must(&raw, "seq"));
+        assert!(seq > 0, "seq counts from 1: {raw}");
         Event {
             oid,
             changed,
             removed,
             tx,
+            seq,
             raw,
         }
     }
