@@ -357,7 +357,7 @@ impl Written {
     }
 
     fn slot(&self, oid: Oid, name: &str) -> bool {
-        self.objects.contains(&oid) && self.slots.contains(&(oid, name_hash(name)))
+        self.slots.contains(&(oid, name_hash(name)))
     }
 }
 

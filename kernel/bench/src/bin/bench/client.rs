@@ -53,7 +53,6 @@ impl Reply {
 pub(crate) struct Client {
     pub(crate) connection: Connection,
     pub(crate) next_id: u64,
-    pub(crate) timeout: Duration,
     /// The server's process, when it is one (its CPU time is measured).
     pub(crate) server_pid: Option<u32>,
 }
@@ -74,9 +73,13 @@ impl Client {
         Ok(Client {
             connection,
             next_id: 1,
-            timeout,
             server_pid: None,
         })
+    }
+
+    /// How long a blocking receive waits.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.connection.timeout().unwrap_or_default()
     }
 
     pub(crate) fn send(&mut self, req: Req) -> Result<u64> {
@@ -110,7 +113,7 @@ impl Client {
         let id = self.send(Req::new(command, fields))?;
         loop {
             match self.recv()? {
-                None => bail!("no reply to `{command}` within {:?}", self.timeout),
+                None => bail!("no reply to `{command}` within {:?}", self.timeout()),
                 Some(r) if r.id == Some(id) => {
                     return r.result.map_err(|e| anyhow!("`{command}` failed: {e}"))
                 }

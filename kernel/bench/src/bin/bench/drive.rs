@@ -112,7 +112,7 @@ where
         let Some(reply) = client.recv()? else {
             bail!(
                 "no reply within {:?} ({} requests outstanding)",
-                client.timeout,
+                client.timeout(),
                 pending.len()
             );
         };
