@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 )]
 struct Cli {
     /// Commands endpoint (ROUTER). For `run` it overrides the config file.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATOS_ENDPOINT")]
     endpoint: Option<String>,
     /// How long client subcommands wait for a reply.
     #[arg(long, global = true, default_value_t = 5000)]

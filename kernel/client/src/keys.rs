@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Key files are small; anything larger is not one.
@@ -59,13 +59,19 @@ impl KeyPair {
     }
 
     /// Writes `dir/NAME.key` (both halves, mode 0600) and `dir/NAME.pub`
-    /// (the public half, mode 0644); refuses to replace either.
+    /// (the public half, mode 0644), creating `dir` (mode 0700) if need be;
+    /// refuses to replace either file.
     pub fn write(&self, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), KeyError> {
         if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
             return Err(KeyError(format!(
                 "{name:?} is not a key name (no '/', not starting with '.')"
             )));
         }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| KeyError(format!("creating {}: {e}", dir.display())))?;
         let secret_path = dir.join(format!("{name}.key"));
         let public_path = dir.join(format!("{name}.pub"));
         write_secret(
@@ -205,9 +211,10 @@ mod tests {
     #[test]
     fn a_pair_written_reads_back_with_modes_that_keep_the_secret() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
+        let dir = &tmp.path().join("keys");
         let pair = KeyPair::generate().expect("libzmq with CURVE");
         let (key, public) = pair.write(dir, "alice").unwrap();
+        assert_eq!(std::fs::metadata(dir).unwrap().mode() & 0o777, 0o700);
         assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
         assert_eq!(KeyPair::read(&key).unwrap(), pair);
         assert_eq!(read_public(&public).unwrap(), pair.public);
