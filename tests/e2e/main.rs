@@ -27,6 +27,7 @@ mod methods;
 mod metrics;
 mod model;
 mod persistence;
+mod python_client;
 mod reference;
 mod self_upgrade;
 mod smollm2;
