@@ -16,6 +16,7 @@ mod cognitive;
 mod commands;
 mod curve;
 mod cycles;
+mod docs;
 mod errors;
 mod events;
 mod heartbeat;
