@@ -69,6 +69,10 @@ impl HeartbeatMetrics {
                 "Mean group-commit time, last beat",
             )?,
         };
+        // Known label values start at zero, so dashboards have the series.
+        for kind in ["beat", "checkpoint", "rollback", "finding"] {
+            m.beats.with_label_values(&[kind]);
+        }
         registry.register(Box::new(m.beats.clone()))?;
         registry.register(Box::new(m.error_rate.clone()))?;
         registry.register(Box::new(m.dnu_rate.clone()))?;

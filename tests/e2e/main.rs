@@ -27,6 +27,7 @@ mod memory;
 mod methods;
 mod metrics;
 mod model;
+mod observability;
 mod persistence;
 mod python_client;
 mod reference;

@@ -10,7 +10,7 @@ use std::process::Command;
 use crate::harness::*;
 
 /// The GGUF file: `$BATOS_TEST_GGUF`, else fetched into `models/`.
-fn model() -> PathBuf {
+pub(crate) fn model() -> PathBuf {
     if let Some(path) = std::env::var_os("BATOS_TEST_GGUF") {
         return PathBuf::from(path);
     }

@@ -94,6 +94,9 @@ impl ModelTier {
             &["outcome"],
         )
         .map_err(ActorError::internal)?;
+        for outcome in ["installed", "refused", "gave_up", "error"] {
+            outcomes.with_label_values(&[outcome]);
+        }
         registry
             .register(Box::new(outcomes.clone()))
             .map_err(ActorError::internal)?;

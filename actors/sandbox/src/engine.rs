@@ -100,6 +100,13 @@ impl SandboxMetrics {
                 .buckets(prometheus::exponential_buckets(0.000_1, 2.0, 16)?),
             )?,
         };
+        // Known label values start at zero, so dashboards have the series.
+        for outcome in ["ok", "trap"] {
+            m.calls.with_label_values(&[outcome]);
+        }
+        for source in ["memory", "image", "compiled", "rejected"] {
+            m.modules.with_label_values(&[source]);
+        }
         registry.register(Box::new(m.compile.clone()))?;
         registry.register(Box::new(m.calls.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;

@@ -86,6 +86,11 @@ impl BridgeMetrics {
             ),
             &["reason"],
         )?;
+        // Known label values start at zero, so a dashboard's rate() has a
+        // series before the first drop.
+        for reason in ["not_reading", "gone"] {
+            replies_dropped.with_label_values(&[reason]);
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(refused_connections.clone()))?;
         registry.register(Box::new(replies_dropped.clone()))?;

@@ -107,6 +107,10 @@ impl ServiceMetrics {
                 .buckets(prometheus::exponential_buckets(0.005, 2.0, 16)?),
             )?,
         };
+        // Known label values start at zero, so dashboards have the series.
+        for outcome in ["ok", "timeout", "invalid", "error", "overloaded"] {
+            m.requests.with_label_values(&[outcome]);
+        }
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.tokens.clone()))?;
         registry.register(Box::new(m.tokens_per_second.clone()))?;
