@@ -10,6 +10,7 @@ use std::time::Duration;
 use batos_actors::ObjectSpace;
 use batos_cognition::generation::{GenerationConfig, ModelTier};
 use batos_cognition::inference::experts::{ExpertManager, TierBudgets};
+use batos_cognition::inference::openai::{ExpertField, GrammarFormat, RemoteEngine, RemoteSpec};
 use batos_cognition::inference::scripted::ScriptedEngine;
 use batos_cognition::inference::{Cognition, Engine, InferenceService, ServiceConfig};
 use prometheus::Registry;
@@ -32,6 +33,9 @@ pub fn load_engine(
     config: &InferenceConfig,
     data_dir: &Path,
 ) -> Result<Option<Arc<dyn Engine>>, String> {
+    if config.engine == "openai" {
+        return connect_remote(config).map(Some);
+    }
     if config.model.as_os_str().is_empty() {
         return Ok(None);
     }
@@ -48,9 +52,54 @@ pub fn load_engine(
         ))),
         "mistral" => load_mistral(config, data_dir),
         other => Err(format!(
-            "unknown [inference] engine {other:?} (expected \"mistral\" or \"scripted\")"
+            "unknown [inference] engine {other:?} (expected \"mistral\", \"openai\" or \"scripted\")"
         )),
     }
+}
+
+/// The remote OpenAI-compatible server of `engine = "openai"`.
+fn connect_remote(config: &InferenceConfig) -> Result<Arc<dyn Engine>, String> {
+    if config.remote_url.is_empty() {
+        return Err("[inference] engine = \"openai\" needs remote_url".into());
+    }
+    let spec = RemoteSpec {
+        url: config.remote_url.clone(),
+        model: config.remote_model.clone(),
+        api_key: remote_api_key(config)?,
+        connect_timeout: Duration::from_millis(config.remote_connect_timeout_ms.max(1)),
+        retries: config.remote_retries,
+        retry_backoff: Duration::from_millis(config.remote_retry_backoff_ms),
+        stream: config.remote_stream,
+        grammar: GrammarFormat::parse(&config.remote_grammar).map_err(|e| e.to_string())?,
+        expert_field: ExpertField::parse(&config.remote_expert_field).map_err(|e| e.to_string())?,
+        experts: config.remote_experts.clone(),
+    };
+    let engine = RemoteEngine::connect(spec).map_err(|e| e.to_string())?;
+    tracing::info!(model = %engine.model_name(), url = %config.remote_url, "remote inference server");
+    Ok(Arc::new(engine))
+}
+
+/// The API key from its file (read like any secret: the owner's alone) or
+/// its environment variable.
+fn remote_api_key(config: &InferenceConfig) -> Result<Option<String>, String> {
+    let file = &config.remote_api_key_file;
+    if !file.as_os_str().is_empty() {
+        let bytes = batos_client::keys::read_secret(file, 64 * 1024).map_err(|e| e.to_string())?;
+        let key = String::from_utf8(bytes)
+            .map_err(|_| format!("{}: the API key is not UTF-8", file.display()))?;
+        return Ok(Some(key.trim().to_owned()));
+    }
+    if !config.remote_api_key_env.is_empty() {
+        return std::env::var(&config.remote_api_key_env)
+            .map(|key| Some(key.trim().to_owned()))
+            .map_err(|_| {
+                format!(
+                    "[inference] remote_api_key_env names {:?}, which is not set",
+                    config.remote_api_key_env
+                )
+            });
+    }
+    Ok(None)
 }
 
 #[cfg(feature = "mistral")]

@@ -31,6 +31,7 @@ mod observability;
 mod persistence;
 mod python_client;
 mod reference;
+mod remote_inference;
 mod self_upgrade;
 mod smollm2;
 mod spans;

@@ -3,6 +3,7 @@
 //! (which the `batos` binary applies). `config/batos.toml` documents every
 //! key with its default; a test proves the two agree.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -318,8 +319,9 @@ impl Default for OrchestratorConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InferenceConfig {
-    /// The backend: "mistral" (mistral.rs, when built with it) or
-    /// "scripted" (answers from a JSON script file given as `model`).
+    /// The backend: "mistral" (mistral.rs, when built with it), "openai"
+    /// (a remote OpenAI-compatible server, `remote_*`) or "scripted"
+    /// (answers from a JSON script file given as `model`).
     pub engine: String,
     /// The model: a GGUF file or a safetensors folder ("" = no model;
     /// `--model PATH` overrides). Never downloaded: the path must exist.
@@ -344,6 +346,28 @@ pub struct InferenceConfig {
     pub dnu_max_tokens: usize,
     /// doesNotUnderstand: the persona expert that writes methods ("" = base model).
     pub dnu_expert: String,
+    /// engine "openai": the server's API base URL (`http://HOST:PORT/v1`).
+    pub remote_url: String,
+    /// engine "openai": the model's name at the server ("" = the first it lists).
+    pub remote_model: String,
+    /// engine "openai": a file holding the API key ("" = none).
+    pub remote_api_key_file: PathBuf,
+    /// engine "openai": an environment variable holding the API key ("" = none).
+    pub remote_api_key_env: String,
+    /// engine "openai": time to connect.
+    pub remote_connect_timeout_ms: u64,
+    /// engine "openai": retries of a request that failed before any output.
+    pub remote_retries: u32,
+    /// engine "openai": the first retry's wait (each next one doubles it).
+    pub remote_retry_backoff_ms: u64,
+    /// engine "openai": stream answers (server-sent events).
+    pub remote_stream: bool,
+    /// engine "openai": where grammars go: "none", "vllm" or "mistralrs".
+    pub remote_grammar: String,
+    /// engine "openai": how experts are named: "model" or "adapter_id".
+    pub remote_expert_field: String,
+    /// engine "openai": expert name → the server's name for its adapter.
+    pub remote_experts: BTreeMap<String, String>,
 }
 
 impl Default for InferenceConfig {
@@ -361,6 +385,17 @@ impl Default for InferenceConfig {
             dnu_attempts: 3,
             dnu_max_tokens: 512,
             dnu_expert: String::new(),
+            remote_url: String::new(),
+            remote_model: String::new(),
+            remote_api_key_file: PathBuf::new(),
+            remote_api_key_env: String::new(),
+            remote_connect_timeout_ms: 5_000,
+            remote_retries: 2,
+            remote_retry_backoff_ms: 250,
+            remote_stream: true,
+            remote_grammar: "none".into(),
+            remote_expert_field: "model".into(),
+            remote_experts: BTreeMap::new(),
         }
     }
 }

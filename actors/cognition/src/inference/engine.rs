@@ -88,6 +88,10 @@ pub enum EngineError {
     /// The backend failed.
     #[error("inference backend: {0}")]
     Backend(String),
+    /// The backend cannot be reached now (a remote server down or
+    /// overloaded, after the retries): the kernel is fine, try later.
+    #[error("inference backend unreachable: {0}")]
+    Unreachable(String),
 }
 
 /// Cancellation and deadline of one call, checked by the backend between tokens.

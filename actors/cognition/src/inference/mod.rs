@@ -1,12 +1,14 @@
 //! The cognitive core: language-model inference behind a narrow trait
-//! ([`engine::Engine`]), the service that queues and meters it, and the
-//! persona experts' tiers.
+//! ([`engine::Engine`]: mistral.rs in the process, a remote
+//! OpenAI-compatible server, or a script), the service that queues and
+//! meters it, and the persona experts' tiers.
 
 pub mod engine;
 pub mod experts;
 pub mod for_memory;
 #[cfg(feature = "mistral")]
 pub mod mistral;
+pub mod openai;
 pub mod scripted;
 pub mod service;
 

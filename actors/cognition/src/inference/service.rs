@@ -262,7 +262,7 @@ impl InferenceService {
             Ok(_) => "ok",
             Err(EngineError::Cancelled(_)) => "timeout",
             Err(EngineError::Invalid(_)) => "invalid",
-            Err(EngineError::Backend(_)) => "error",
+            Err(EngineError::Backend(_) | EngineError::Unreachable(_)) => "error",
         };
         self.metrics.requests.with_label_values(&[outcome]).inc();
         let out = result.map_err(|e| match e {
@@ -271,6 +271,9 @@ impl InferenceService {
                 ActorError::Unavailable(format!("generation did not finish: {m}"))
             }
             EngineError::Backend(m) => ActorError::Internal(format!("inference backend: {m}")),
+            EngineError::Unreachable(m) => {
+                ActorError::Unavailable(format!("inference backend unreachable: {m}"))
+            }
         })?;
         Ok(Inferred {
             text: out.text,
