@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::harness::*;
 
-fn repo_file(path: &str) -> String {
+pub(crate) fn repo_file(path: &str) -> String {
     let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(path);
@@ -18,7 +18,7 @@ fn repo_file(path: &str) -> String {
 
 /// The indented (four-space) code block of `text` whose first line is
 /// `first`, without its indentation.
-fn indented_block(text: &str, first: &str) -> Vec<String> {
+pub(crate) fn indented_block(text: &str, first: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines
         .iter()
@@ -120,6 +120,40 @@ fn the_readme_walk_through_runs_on_a_fresh_image() {
         (&json("\"ada\""), &json("36"), &json("\"curious\"")),
         "{ada}"
     );
+}
+
+#[test]
+fn the_readme_model_example_runs() {
+    let readme = repo_file("README.md");
+    let block = indented_block(
+        &readme,
+        "scripts/fetch-model.sh            # SmolLM2-135M-Instruct GGUF into models/",
+    );
+    // The fetch, as the model tests do it (offline after the first time).
+    let gguf = crate::smollm2::model();
+    let run: Vec<&str> = block[1].split_whitespace().collect();
+    assert_eq!(run[..3], ["batos", "run", "--model"], "{block:?}");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    assert_eq!(
+        root.join(run[3]).canonicalize().unwrap(),
+        gguf.canonicalize().unwrap()
+    );
+    let k = Kernel::start_with(Options {
+        args: vec!["--model".into(), gguf.display().to_string()],
+        ..Options::default()
+    });
+    let out = k
+        .cli(&[
+            "--timeout-ms",
+            "60000",
+            "infer",
+            "What is the capital of France? Answer in one sentence.",
+            "--max-tokens",
+            "24",
+        ])
+        .json();
+    assert!(out["text"].as_str().unwrap().contains("Paris"), "{out}");
+    assert_eq!(k.cli(&["experts"]).json()["experts"], serde_json::json!([]));
 }
 
 #[test]

@@ -1038,3 +1038,36 @@ fn a_non_loopback_steward_metrics_address_is_refused() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("ready"), "{stdout}");
 }
+
+/// The shell example of docs/steward.md, run as written beside a channel,
+/// submits an upgrade the steward applies.
+#[test]
+fn the_documented_shell_submission_is_applied() {
+    let st = Steward::start(StewardOpts::default());
+    let lines = crate::docs::indented_block(
+        &crate::docs::repo_file("docs/steward.md"),
+        "cp batos-v2 upgrade_channel/payload/batos-v2",
+    );
+    let work = tempfile::tempdir().expect("temp dir");
+    link_or_copy(&batos_bin(), &work.path().join("batos-v2"));
+    std::os::unix::fs::symlink(&st.channel, work.path().join("upgrade_channel"))
+        .expect("link the channel");
+    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
+    let out = Command::new("timeout")
+        .args(["60", "bash", "-c", &script])
+        .current_dir(work.path())
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let upgrades = st.wait_upgrades(&["v2.json"]);
+    assert_eq!(value_of(&upgrades["v2.json"], "outcome"), "applied");
+    assert_eq!(
+        sha256sum(&st.binary),
+        sha256sum(&work.path().join("batos-v2"))
+    );
+    st.stop_ok();
+}
