@@ -514,8 +514,10 @@ impl TxCtx {
         let Some(candidate) = synthesis::synthesize(selector, argc) else {
             return Ok(None);
         };
-        // Getters apply only when the slot exists along parent*.
-        if candidate.pattern == "getFoo"
+        // Getters, and setters without the `set` prefix (`deposit_` could
+        // be any one-argument message), apply only when the slot exists
+        // along parent* as data: synthesis never guesses.
+        if matches!(candidate.pattern, "getFoo" | "foo_")
             && !matches!(
                 self.lookup(receiver, &candidate.slot)?,
                 Some((_, Slot::Data(_)))

@@ -628,6 +628,37 @@ fn accessor_synthesis_generates_installs_and_resends() {
         must(must(record, "provenance"), "kind").as_str(),
         Some("synthesis")
     );
+    // `foo_` is a setter only of a data slot found along parent*: of an
+    // inherited one it writes the receiver's own slot; with none anywhere
+    // (`deposit_` is a message, not a guess at a slot) nothing is written.
+    let child = c.create(&[("parent*", parents(&[o]))]);
+    let r = c.send(child, "color_", vec![s("blue")]).unwrap();
+    assert_eq!(must(&r, "generated"), &Value::Boolean(true));
+    assert_eq!(c.get(child, "color").as_str(), Some("blue"));
+    assert_eq!(
+        c.get(o, "color").as_str(),
+        Some("red"),
+        "the parent keeps its own"
+    );
+    c.expect_err(
+        "send",
+        &[
+            ("oid", Value::from(o)),
+            ("selector", s("deposit_")),
+            ("args", Value::Array(vec![Value::from(5)])),
+        ],
+        "does_not_understand",
+    );
+    assert!(field(
+        &c.ok("get_full_state", &[("oid", Value::from(o))]),
+        "methods"
+    )
+    .is_some_and(|m| field(m, "deposit_").is_none()));
+    c.expect_err(
+        "get_slot",
+        &[("oid", Value::from(o)), ("slot", s("deposit"))],
+        "no_such_slot",
+    );
     // No slot to read: no getter, the image is unchanged.
     let before = c.object_count();
     c.expect_err(

@@ -6,8 +6,8 @@
 //! | selector | arguments | method |
 //! |---|---|---|
 //! | `setFoo_` or `setFoo:` | 1 | writes slot `foo` on `self`, returns nil |
-//! | `foo_` or `foo:` | 1 | writes slot `foo` on `self`, returns nil |
-//! | `getFoo` | 0 | returns slot `foo` (nil if it disappears later); the caller applies it only when `foo` is found along `parent*` |
+//! | `foo_` or `foo:` | 1 | writes slot `foo` on `self`, returns nil; the caller applies it only when a data slot `foo` is found along `parent*` (`deposit_` is not a setter of a slot nobody has) |
+//! | `getFoo` | 0 | returns slot `foo` (nil if it disappears later); the caller applies it only when a data slot `foo` is found along `parent*` |
 //!
 //! The result is real WAT, compiled and audited like any other method.
 
