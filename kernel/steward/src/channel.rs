@@ -514,4 +514,43 @@ mod tests {
             "2025-01-31T23:59:59Z"
         );
     }
+
+    /// The JSON examples of docs/steward.md and upgrade_channel/README.md
+    /// are what people copy: every instruction and action there parses, and
+    /// the result record has the fields the steward writes.
+    #[test]
+    fn the_documented_examples_parse() {
+        let doc = [
+            include_str!("../../../docs/steward.md"),
+            include_str!("../../../upgrade_channel/README.md"),
+        ]
+        .concat();
+        let blocks: Vec<serde_json::Value> = doc
+            .split("```json\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap_or_default())
+            // The documentation shortens hashes to "...": any hex will do.
+            .map(|text| text.replace("9f86d08...64 hex digits", &"ab".repeat(32)))
+            .map(|text| text.replace("<64 hex digits>", &"ef".repeat(32)))
+            .map(|text| text.replace("\"...\"", &format!("\"{}\"", "cd".repeat(32))))
+            .map(|text| serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+            .collect();
+        let (mut instructions, mut actions, mut records) = (0, 0, 0);
+        for block in blocks {
+            if block.get("action").is_some() {
+                let wrapped = serde_json::json!({"version": 1, "id": "doc", "actions": [block]});
+                parse(wrapped.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}: {block}"));
+                actions += 1;
+            } else if block.get("actions").is_some() {
+                parse(block.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}: {block}"));
+                instructions += 1;
+            } else {
+                let record: ResultRecord = serde_json::from_value(block.clone())
+                    .unwrap_or_else(|e| panic!("{e}: {block}"));
+                assert_eq!(serde_json::to_value(&record).unwrap(), block);
+                records += 1;
+            }
+        }
+        assert_eq!((instructions, actions, records), (2, 3, 1));
+    }
 }
