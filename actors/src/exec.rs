@@ -19,7 +19,7 @@ use batos_object::access::{Change, Current, Role};
 use batos_object::delegation::{Visit, Walk};
 use batos_object::error::ActorError;
 use batos_object::rules::{check_slot_write, missing_parent};
-use batos_object::slot::{Primitive, Provenance, Slot};
+use batos_object::slot::{MethodSource, Primitive, Provenance, Slot};
 use batos_object::txn::Transaction;
 use batos_object::value::{approx_size, make_ref, parse_parents, Oid, Value, PARENT_SLOT};
 use batos_sandbox::abi::status;
@@ -484,6 +484,7 @@ impl TxCtx {
             selector,
             candidate.wasm.clone(),
             candidate.provenance.clone(),
+            candidate.source.clone(),
         )
     }
 
@@ -495,12 +496,20 @@ impl TxCtx {
         selector: &str,
         wasm: Vec<u8>,
         provenance: Provenance,
+        source: Option<MethodSource>,
     ) -> Result<Slot, ActorError> {
         self.authorize(receiver, Change::Install(selector))?;
-        let install =
-            method::prepare_install(&self.space, receiver, selector, wasm, provenance, &self.tx)?;
-        let slot = Slot::Method(install.method.clone());
-        self.tx.install(install);
+        let prepared = method::prepare_install(
+            &self.space,
+            receiver,
+            selector,
+            wasm,
+            provenance,
+            source,
+            &self.tx,
+        )?;
+        let slot = Slot::Method(prepared.install.method.clone());
+        prepared.stage(&mut self.tx);
         Ok(slot)
     }
 
@@ -530,7 +539,13 @@ impl TxCtx {
         let provenance = Provenance::Synthesis {
             pattern: candidate.pattern.to_string(),
         };
-        let slot = self.install(receiver, selector, wasm, provenance)?;
+        let slot = self.install(
+            receiver,
+            selector,
+            wasm,
+            provenance,
+            Some(MethodSource::wat(candidate.wat)),
+        )?;
         tracing::info!(
             oid = receiver,
             selector,

@@ -2,6 +2,7 @@
 //! call. Each request becomes an operation routed through its receiver's
 //! actor (`runtime.rs`) or a transaction for the committer.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use batos_object::access::{Change, Role};
 use batos_object::changes::Changes;
 use batos_object::error::ActorError;
 use batos_object::roots::Roots;
-use batos_object::slot::{MethodRecord, Primitive, Provenance, Slot};
+use batos_object::slot::{MethodRecord, MethodSource, Primitive, Provenance, Slot};
 use batos_object::txn::Transaction;
 use batos_object::value::{make_ref, Oid, Value, PARENT_SLOT};
 use batos_sandbox::audit;
@@ -29,6 +30,8 @@ pub struct FullState {
     pub slots: Vec<(String, Value)>,
     /// Method versions ever installed, by selector then version.
     pub methods: Vec<(String, MethodRecord)>,
+    /// The text of each kept source, by its hash.
+    pub sources: HashMap<String, String>,
 }
 
 /// A method's code as a client sends it.
@@ -297,11 +300,19 @@ impl SpaceOp for GetState {
             })?;
             let oid = receiver.oid;
             let space2 = space.clone();
-            let methods = space
+            let (methods, sources) = space
                 .io
-                .run(move || method::history(&space2, oid))
+                .run(move || {
+                    let methods = method::history(&space2, oid)?;
+                    let sources = method::source_texts(&space2, &methods)?;
+                    Ok::<_, ActorError>((methods, sources))
+                })
                 .await??;
-            Ok(FullState { slots, methods })
+            Ok(FullState {
+                slots,
+                methods,
+                sources,
+            })
         })
     }
 }
@@ -320,14 +331,17 @@ impl SpaceOp for CreateMethod {
             receiver.ready().await?;
             space.authorize_live(self.role, &receiver, Change::Install(&self.selector))?;
             let oid = receiver.oid;
-            let wasm = match self.code {
-                MethodCode::Wasm(bytes) => bytes,
-                MethodCode::Wat(text) => audit::wat_to_wasm(&text)
-                    .map_err(|v| ActorError::CovenantViolation(v.to_string()))?,
+            let (wasm, source) = match self.code {
+                MethodCode::Wasm(bytes) => (bytes, None),
+                MethodCode::Wat(text) => (
+                    audit::wat_to_wasm(&text)
+                        .map_err(|v| ActorError::CovenantViolation(v.to_string()))?,
+                    Some(MethodSource::wat(text)),
+                ),
             };
             let space2 = space.clone();
             let selector = self.selector;
-            let install = space
+            let prepared = space
                 .pool
                 .run(move || {
                     method::prepare_install(
@@ -336,19 +350,22 @@ impl SpaceOp for CreateMethod {
                         &selector,
                         wasm,
                         Provenance::Client,
+                        source,
                         &Transaction::new(),
                     )
                 })
                 .await??;
+            let install = &prepared.install;
             let record = MethodRecord {
                 version: install.method.version,
                 hash: install.method.hash.clone(),
                 provenance: install.provenance.clone(),
                 tx: 0,
+                source: install.source.clone(),
             };
             let selector = install.selector.clone();
             let mut tx = Transaction::new();
-            tx.install(install);
+            prepared.stage(&mut tx);
             let tx_id = space.commit(tx).await?;
             tracing::info!(oid, selector = %selector, version = record.version, hash = %record.hash, "method installed");
             Ok(MethodRecord {

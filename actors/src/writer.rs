@@ -4,7 +4,7 @@
 //! it) when lookup and synthesis find nothing; the cognitive core answers
 //! with a language model (`batos-cognition`).
 
-use batos_object::slot::Provenance;
+use batos_object::slot::{MethodSource, Provenance};
 use batos_object::value::{Oid, Value};
 
 /// A method written for a message that passed the audit and compiles; the
@@ -15,6 +15,8 @@ pub struct Candidate {
     pub wasm: Vec<u8>,
     /// Who wrote it and how (model, expert, prompt hash, attempts).
     pub provenance: Provenance,
+    /// The text it was compiled from, kept with the version.
+    pub source: Option<MethodSource>,
 }
 
 /// What a writer is asked for: a method for `selector` on `receiver`.

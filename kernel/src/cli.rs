@@ -61,10 +61,51 @@ pub enum Request {
     CycleStart(String),
     /// `batos cycle get OID`
     CycleGet(String),
+    /// `batos method OID SELECTOR FILE [--lang wat|wasm]` (`-`: stdin)
+    Method {
+        /// The object.
+        oid: String,
+        /// The selector.
+        selector: String,
+        /// The file, or `-` for standard input.
+        file: std::path::PathBuf,
+        /// `wat` or `wasm`; default: the file's extension (`-`: `wat`).
+        lang: Option<String>,
+    },
+    /// `batos source OID SELECTOR [--version N]`: the text a version was
+    /// written in (default: the active version).
+    Source {
+        /// The object.
+        oid: String,
+        /// The selector.
+        selector: String,
+        /// The version; default: the active one.
+        version: Option<u64>,
+    },
+}
+
+/// How a subcommand's result is printed.
+enum Output {
+    /// As JSON.
+    Json,
+    /// The source text of a method version, as it is.
+    Source {
+        selector: String,
+        version: Option<u64>,
+    },
 }
 
 /// Runs a client subcommand, printing the result as JSON on stdout.
 pub fn run(endpoint: &str, timeout_ms: i32, curve: Option<&Curve>, request: Request) -> ExitCode {
+    let output = match &request {
+        Request::Source {
+            selector, version, ..
+        } => Output::Source {
+            selector: selector.clone(),
+            version: *version,
+        },
+        _ => Output::Json,
+    };
     let (command, fields) = match build(request) {
         Ok(call) => call,
         Err(message) => {
@@ -75,13 +116,27 @@ pub fn run(endpoint: &str, timeout_ms: i32, curve: Option<&Curve>, request: Requ
     let outcome =
         Client::connect_with(endpoint, timeout_ms, curve).and_then(|mut c| c.call(command, fields));
     match outcome {
-        Ok(Ok(result)) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&to_json(&result)).unwrap_or_default()
-            );
-            ExitCode::Ok
-        }
+        Ok(Ok(result)) => match output {
+            Output::Json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&to_json(&result)).unwrap_or_default()
+                );
+                ExitCode::Ok
+            }
+            Output::Source { selector, version } => {
+                match source_text(&result, &selector, version) {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::Ok
+                    }
+                    Err(message) => {
+                        eprintln!("error: {message}");
+                        ExitCode::KernelError
+                    }
+                }
+            }
+        },
         Ok(Err(err)) => {
             eprintln!("error: {}: {}", err.code.as_str(), err.message);
             ExitCode::KernelError
@@ -182,7 +237,95 @@ fn build(request: Request) -> Result<Call, String> {
         }
         Request::CycleStart(kind) => ("start_cycle", vec![("kind", Value::from(kind))]),
         Request::CycleGet(oid) => ("get_cycle", vec![("cycle", oid_arg(&oid))]),
+        Request::Method {
+            oid,
+            selector,
+            file,
+            lang,
+        } => {
+            let stdin = file.as_os_str() == "-";
+            let lang = match lang {
+                Some(lang) => lang,
+                None if stdin => "wat".into(),
+                None => match file.extension().and_then(|e| e.to_str()) {
+                    Some("wat") => "wat".into(),
+                    Some("wasm") => "wasm".into(),
+                    _ => {
+                        return Err(format!(
+                            "{}: say the language with --lang wat|wasm (from the extension: .wat or .wasm)",
+                            file.display()
+                        ))
+                    }
+                },
+            };
+            let bytes = if stdin {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                    .map_err(|e| format!("reading standard input: {e}"))?;
+                bytes
+            } else {
+                std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?
+            };
+            let code = match lang.as_str() {
+                "wat" => (
+                    "wat",
+                    Value::from(
+                        String::from_utf8(bytes)
+                            .map_err(|_| format!("{}: WAT must be UTF-8 text", file.display()))?,
+                    ),
+                ),
+                "wasm" => ("wasm", Value::Binary(bytes)),
+                other => return Err(format!("unknown method language {other:?} (wat or wasm)")),
+            };
+            (
+                "create_method",
+                vec![
+                    ("oid", oid_arg(&oid)),
+                    ("selector", Value::from(selector)),
+                    code,
+                ],
+            )
+        }
+        Request::Source { oid, .. } => ("get_full_state", vec![("oid", oid_arg(&oid))]),
     })
+}
+
+/// The text version `version` (default: the active one) of `selector` was
+/// written in, from a `get_full_state` result.
+fn source_text(state: &Value, selector: &str, version: Option<u64>) -> Result<String, String> {
+    let field = |v: &'_ Value, key: &str| -> Option<Value> {
+        v.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v.clone())
+    };
+    let version = match version {
+        Some(v) => v,
+        None => field(state, "slots")
+            .and_then(|slots| field(&slots, selector))
+            .and_then(|slot| field(&slot, "$method"))
+            .and_then(|m| field(&m, "version"))
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| format!("the object has no method {selector:?}"))?,
+    };
+    let record = field(state, "methods")
+        .and_then(|methods| field(&methods, selector))
+        .and_then(|versions| {
+            versions
+                .as_array()?
+                .iter()
+                .find(|r| field(r, "version").and_then(|v| v.as_u64()) == Some(version))
+                .cloned()
+        })
+        .ok_or_else(|| format!("{selector:?} has no version {version}"))?;
+    field(&record, "source")
+        .and_then(|source| field(&source, "text"))
+        .and_then(|text| text.as_str().map(str::to_owned))
+        .ok_or_else(|| {
+            format!(
+                "version {version} of {selector:?} was installed as a binary: no source was kept"
+            )
+        })
 }
 
 /// An oid argument: an integer, or a root name.

@@ -103,6 +103,26 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Install a method from a file (WAT text or a WebAssembly binary; `-`
+    /// reads standard input).
+    Method {
+        /// Oid or root name.
+        oid: String,
+        selector: String,
+        file: PathBuf,
+        /// `wat` or `wasm` [default: the file's extension; `wat` for `-`].
+        #[arg(long)]
+        lang: Option<String>,
+    },
+    /// Print the source a method version was written in (default: the
+    /// active version).
+    Source {
+        /// Oid or root name.
+        oid: String,
+        selector: String,
+        #[arg(long)]
+        version: Option<u64>,
+    },
     /// The Memory Inspector: an interactive terminal UI on a running kernel.
     Inspect {
         /// Events endpoint (SUB) [default: the configured default].
@@ -338,6 +358,26 @@ fn main() {
                 Command::Cycle {
                     action: CycleAction::Get { oid },
                 } => Request::CycleGet(oid),
+                Command::Method {
+                    oid,
+                    selector,
+                    file,
+                    lang,
+                } => Request::Method {
+                    oid,
+                    selector,
+                    file,
+                    lang,
+                },
+                Command::Source {
+                    oid,
+                    selector,
+                    version,
+                } => Request::Source {
+                    oid,
+                    selector,
+                    version,
+                },
                 Command::Run(_)
                 | Command::Steward(_)
                 | Command::Inspect { .. }

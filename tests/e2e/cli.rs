@@ -222,3 +222,98 @@ fn ingest_search_cycle_and_experts_from_the_command_line() {
     assert!(out.stderr.contains("unavailable"), "{}", out.stderr);
     assert_eq!(k.cli(&["ingest"]).code, Some(2), "files are required");
 }
+
+/// `batos method` installs from a file or standard input (WAT or a
+/// binary); `batos source` prints what each version was written in, kept
+/// in the image with the version (across a restart too), and
+/// `get_full_state` shows it.
+#[test]
+fn methods_install_from_files_and_their_sources_are_kept() {
+    let k = Kernel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let wat = |step: u32| {
+        format!(
+            "(module\n  (import \"uvm\" \"slot_i64\" (func $get (param i32 i32 i32) (result i32)))\n  \
+             (import \"uvm\" \"set_slot_i64\" (func $set (param i32 i32 i64) (result i32)))\n  \
+             (import \"uvm\" \"return_i64\" (func $ret (param i64)))\n  \
+             (memory (export \"memory\") 1)\n  (data (i32.const 0) \"count\")\n  \
+             (func (export \"invoke\") (local $n i64)\n    \
+             (if (i32.eqz (call $get (i32.const 0) (i32.const 5) (i32.const 16)))\n      \
+             (then (local.set $n (i64.load (i32.const 16)))))\n    \
+             (local.set $n (i64.add (local.get $n) (i64.const {step})))\n    \
+             (drop (call $set (i32.const 0) (i32.const 5) (local.get $n)))\n    \
+             (call $ret (local.get $n))))\n"
+        )
+    };
+    let first = dir.path().join("counter.wat");
+    std::fs::write(&first, wat(1)).unwrap();
+    let oid = k.cli(&["new"]).json()["oid"].as_u64().unwrap().to_string();
+    let o = oid.as_str();
+    let path = first.to_str().unwrap();
+    let installed = k.cli(&["method", o, "increment", path]).json();
+    assert_eq!(installed["version"], json!(1), "{installed}");
+    assert_eq!(k.cli(&["send", o, "increment"]).json()["value"], json!(1));
+    assert_eq!(k.cli(&["source", o, "increment"]).stdout, wat(1));
+
+    // From standard input (WAT unless told otherwise).
+    let script = format!(
+        "{} --endpoint {} method {o} increment - < {}",
+        batos_bin().display(),
+        k.endpoint,
+        dir.path().join("ten.wat").display()
+    );
+    std::fs::write(dir.path().join("ten.wat"), wat(10)).unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(k.cli(&["send", o, "increment"]).json()["value"], json!(11));
+    assert_eq!(k.cli(&["source", o, "increment"]).stdout, wat(10));
+    assert_eq!(
+        k.cli(&["source", o, "increment", "--version", "1"]).stdout,
+        wat(1)
+    );
+
+    // A binary keeps no source, and says so.
+    let binary = dir.path().join("counter.wasm");
+    std::fs::write(
+        &binary,
+        std::fs::read(format!("{}/counter.wasm", env!("BATOS_GUEST_EXAMPLES"))).unwrap(),
+    )
+    .unwrap();
+    k.cli(&["method", o, "increment", binary.to_str().unwrap()])
+        .json();
+    let none = k.cli(&["source", o, "increment"]);
+    assert_eq!(none.code, Some(1), "{none:?}");
+    assert!(none.stderr.contains("no source was kept"), "{none:?}");
+    let usage = k.cli(&["method", o, "x", dir.path().join("x.txt").to_str().unwrap()]);
+    assert_eq!(usage.code, Some(2), "{usage:?}");
+
+    // Synthesized accessors keep the WAT they were written as.
+    k.cli(&["send", o, "setColor_", "\"teal\""]).json();
+    assert!(k
+        .cli(&["source", o, "setColor_"])
+        .stdout
+        .starts_with("(module"));
+
+    // Kept in the image, shown by get_full_state with its hash.
+    let k = k.restart();
+    assert_eq!(
+        k.cli(&["source", o, "increment", "--version", "2"]).stdout,
+        wat(10)
+    );
+    let state = k.cli(&["state", o]).json();
+    let source = &state["methods"]["increment"][0]["source"];
+    assert_eq!(source["language"], json!("wat"), "{state}");
+    assert_eq!(source["text"], json!(wat(1)), "{state}");
+    assert_eq!(source["hash"].as_str().map(str::len), Some(64), "{state}");
+    assert!(
+        state["methods"]["increment"][2].get("source").is_none(),
+        "{state}"
+    );
+}

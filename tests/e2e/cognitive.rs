@@ -160,6 +160,13 @@ fn the_model_tier_retries_after_an_audit_refusal_and_installs_with_provenance() 
     assert_eq!(uint(must(provenance, "attempts")), 2, "{provenance}");
     let hash = must(provenance, "prompt_hash").as_str().unwrap();
     assert_eq!(hash.len(), 64, "sha-256 of the prompt: {hash}");
+    // What the model wrote is kept with the version, to read and review.
+    let source = must(&history[0], "source");
+    assert_eq!(must(source, "language").as_str(), Some("wat"));
+    assert!(
+        VALID.contains(must(source, "text").as_str().unwrap()),
+        "{source}"
+    );
     // Installed: the next send runs it without generating.
     let r = c.send(o, "answer", vec![]).expect("runs");
     assert_eq!(must(&r, "generated").as_bool(), Some(false));

@@ -27,7 +27,7 @@ use crate::inference::{Cognition, Constraint, Inference};
 use batos_actors::{Candidate, MethodRequest, MethodWriter, ObjectSpace};
 use batos_memory::{Catalog, SearchQuery};
 use batos_object::error::ActorError;
-use batos_object::slot::Provenance;
+use batos_object::slot::{MethodSource, Provenance};
 use batos_object::value::{Oid, Value};
 
 /// Settings of the tier.
@@ -228,6 +228,7 @@ impl ModelTier {
                             prompt_hash,
                             attempts: attempt,
                         },
+                        source: Some(MethodSource::wat(wat)),
                     });
                 }
                 Err(err) => {

@@ -45,6 +45,36 @@ pub enum Provenance {
     },
 }
 
+/// A method's source text as written (WAT today), to keep with the
+/// version compiled from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodSource {
+    /// The language: `"wat"`.
+    pub language: String,
+    /// The text.
+    pub text: String,
+}
+
+impl MethodSource {
+    /// WebAssembly text.
+    pub fn wat(text: impl Into<String>) -> MethodSource {
+        MethodSource {
+            language: "wat".into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// The text a method version was written in, kept with it: its language
+/// (`"wat"`) and the hash it is stored under (a blob, by its SHA-256).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRef {
+    /// The language the text is in.
+    pub language: String,
+    /// Lowercase hex SHA-256 of the text (its blob's key).
+    pub hash: String,
+}
+
 /// One installed version of a method, kept forever.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MethodRecord {
@@ -56,6 +86,9 @@ pub struct MethodRecord {
     pub provenance: Provenance,
     /// The transaction that installed it.
     pub tx: u64,
+    /// The source it was compiled from (none for a binary installed as is,
+    /// and for versions installed before sources were kept).
+    pub source: Option<SourceRef>,
 }
 
 impl Provenance {
@@ -119,14 +152,45 @@ impl Provenance {
 }
 
 impl MethodRecord {
-    /// The wire form shown in state: version, hash, provenance, tx.
+    /// The wire form shown in state: version, hash, provenance, tx, and
+    /// `source: {language, hash}` when the source was kept.
     pub fn to_wire(&self) -> Value {
-        Value::Map(vec![
+        let mut entries = vec![
             (Value::from("version"), Value::from(self.version)),
             (Value::from("hash"), Value::from(self.hash.as_str())),
             (Value::from("provenance"), self.provenance.to_wire()),
             (Value::from("tx"), Value::from(self.tx)),
+        ];
+        if let Some(source) = &self.source {
+            entries.push((Value::from("source"), source.to_wire()));
+        }
+        Value::Map(entries)
+    }
+}
+
+impl SourceRef {
+    /// `{"language", "hash"}`.
+    pub fn to_wire(&self) -> Value {
+        Value::Map(vec![
+            (Value::from("language"), Value::from(self.language.as_str())),
+            (Value::from("hash"), Value::from(self.hash.as_str())),
         ])
+    }
+
+    /// Reads the wire form back.
+    pub fn from_wire(value: &Value) -> Option<SourceRef> {
+        let get = |k: &str| {
+            value
+                .as_map()?
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .and_then(|(_, v)| v.as_str())
+                .map(str::to_string)
+        };
+        Some(SourceRef {
+            language: get("language")?,
+            hash: get("hash")?,
+        })
     }
 }
 

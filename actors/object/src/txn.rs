@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::slot::{MethodRef, Provenance, Slot};
+use crate::slot::{MethodRef, Provenance, Slot, SourceRef};
 use crate::value::{Oid, Value};
 
 /// Changes to one object within a transaction.
@@ -48,6 +48,9 @@ pub struct Install {
     pub provenance: Provenance,
     /// The module binary (stored once per hash).
     pub wasm: Vec<u8>,
+    /// The source it was compiled from; its text is a blob of the same
+    /// transaction.
+    pub source: Option<SourceRef>,
 }
 
 impl Transaction {

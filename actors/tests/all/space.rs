@@ -8,7 +8,7 @@ use batos_actors::committer::{CycleEvent, EventSink, StateEvent};
 use batos_actors::space::{MethodCode, NoHooks};
 use batos_actors::{ActorError, Candidate, MethodRequest, MethodWriter, ObjectSpace, SpaceConfig};
 use batos_object::image::Image;
-use batos_object::slot::Provenance;
+use batos_object::slot::{MethodSource, Provenance};
 use batos_object::testing::MemoryImage;
 use batos_object::value::Value;
 use batos_sandbox::audit::{wat_to_wasm, AuditLimits};
@@ -245,6 +245,7 @@ impl MethodWriter for CounterWriter {
                     prompt_hash: "0".repeat(64),
                     attempts: 1,
                 },
+                source: Some(MethodSource::wat(counter_wat())),
             }))
         }
         .boxed()

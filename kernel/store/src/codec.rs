@@ -6,7 +6,7 @@
 //! an unknown tag is reported as corruption, never guessed at.
 
 use batos_object::image::ImageError;
-use batos_object::slot::{MethodRecord, MethodRef, Primitive, Provenance, Slot};
+use batos_object::slot::{MethodRecord, MethodRef, Primitive, Provenance, Slot, SourceRef};
 use batos_object::Value;
 
 const TAG_DATA: u8 = 0;
@@ -67,12 +67,21 @@ pub fn decode_slot(bytes: &[u8]) -> Result<Slot, ImageError> {
 }
 
 /// Encodes a method record (without its key's oid, selector, version).
-pub fn encode_method(hash: &str, provenance: &Provenance, tx: u64) -> Vec<u8> {
-    let value = Value::Map(vec![
+pub fn encode_method(
+    hash: &str,
+    provenance: &Provenance,
+    source: Option<&SourceRef>,
+    tx: u64,
+) -> Vec<u8> {
+    let mut entries = vec![
         (Value::from("hash"), Value::from(hash)),
         (Value::from("provenance"), provenance.to_wire()),
         (Value::from("tx"), Value::from(tx)),
-    ]);
+    ];
+    if let Some(source) = source {
+        entries.push((Value::from("source"), source.to_wire()));
+    }
+    let value = Value::Map(entries);
     let mut out = Vec::new();
     rmpv::encode::write_value(&mut out, &value).expect("writing to a Vec cannot fail");
     out
@@ -98,6 +107,11 @@ pub fn decode_method(version: u32, mut bytes: &[u8]) -> Result<MethodRecord, Ima
             .and_then(Provenance::from_wire)
             .ok_or_else(bad)?,
         tx: get("tx").and_then(Value::as_u64).ok_or_else(bad)?,
+        // Absent in records written before sources were kept.
+        source: match get("source") {
+            None => None,
+            Some(source) => Some(SourceRef::from_wire(source).ok_or_else(bad)?),
+        },
     })
 }
 
@@ -215,16 +229,23 @@ mod tests {
             prompt_hash: "00".into(),
             attempts: 2,
         };
-        let record = decode_method(4, &encode_method("ff", &provenance, 9)).unwrap();
+        let record = decode_method(4, &encode_method("ff", &provenance, None, 9)).unwrap();
         assert_eq!(
             record,
             MethodRecord {
                 version: 4,
                 hash: "ff".into(),
-                provenance,
-                tx: 9
+                provenance: provenance.clone(),
+                tx: 9,
+                source: None,
             }
         );
+        let source = SourceRef {
+            language: "wat".into(),
+            hash: "cd".repeat(32),
+        };
+        let record = decode_method(5, &encode_method("ff", &provenance, Some(&source), 9)).unwrap();
+        assert_eq!(record.source, Some(source));
         let roots = vec![
             ("traits_obj".to_string(), 1),
             ("genesis_obj".to_string(), 3),

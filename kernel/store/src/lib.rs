@@ -235,7 +235,12 @@ impl Image for RocksImage {
                 batch.put_cf(
                     methods,
                     key,
-                    codec::encode_method(&install.method.hash, &install.provenance, *id),
+                    codec::encode_method(
+                        &install.method.hash,
+                        &install.provenance,
+                        install.source.as_ref(),
+                        *id,
+                    ),
                 );
                 batch.put_cf(modules, install.method.hash.as_bytes(), &install.wasm);
             }

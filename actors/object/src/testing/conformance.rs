@@ -5,7 +5,7 @@
 //! Each check panics with what the image did wrong.
 
 use crate::image::{module_hash, CommitGroup, Image};
-use crate::slot::{MethodRef, Primitive, Provenance, Slot};
+use crate::slot::{MethodRef, Primitive, Provenance, Slot, SourceRef};
 use crate::txn::{Install, Transaction};
 use crate::value::{make_ref, Oid, Value};
 
@@ -159,6 +159,7 @@ fn install(oid: Oid, selector: &str, version: u32, wasm: &[u8]) -> Install {
         },
         provenance: Provenance::Client,
         wasm: wasm.to_vec(),
+        source: None,
     }
 }
 
@@ -173,7 +174,15 @@ fn installs_keep_history(image: &dyn Image) {
     let blob = tx_blob(&mut tx, b"weights");
     commit(image, &[(2, &tx)], 6, 2);
     let mut tx = Transaction::new();
-    tx.install(install(4, "run", 2, b"two"));
+    // Version 2 keeps the text it was compiled from, a blob of its own.
+    let source = SourceRef {
+        language: "wat".into(),
+        hash: tx_blob(&mut tx, b"(module)"),
+    };
+    tx.install(Install {
+        source: Some(source.clone()),
+        ..install(4, "run", 2, b"two")
+    });
     tx.install(install(4, "go", 1, b"three"));
     commit(image, &[(3, &tx)], 6, 2);
 
@@ -205,6 +214,16 @@ fn installs_keep_history(image: &dyn Image) {
     assert!(history
         .iter()
         .all(|(_, r)| r.provenance == Provenance::Client));
+    let sources: Vec<Option<&SourceRef>> = history
+        .iter()
+        .filter(|(s, _)| s == "run")
+        .map(|(_, r)| r.source.as_ref())
+        .collect();
+    assert_eq!(sources, vec![None, Some(&source)]);
+    assert_eq!(
+        image.load_module(&source.hash).expect("source").as_deref(),
+        Some(&b"(module)"[..])
+    );
     assert_eq!(image.method_history(5).expect("history").len(), 1);
     // Modules and blobs by hash.
     for wasm in [&b"one"[..], b"two", b"three", b"elsewhere"] {

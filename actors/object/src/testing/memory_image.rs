@@ -103,6 +103,7 @@ impl Image for MemoryImage {
                     hash: install.method.hash.clone(),
                     provenance: install.provenance.clone(),
                     tx: *id,
+                    source: install.source.clone(),
                 };
                 let key = (
                     install.oid,
