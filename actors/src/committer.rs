@@ -71,6 +71,15 @@ pub trait EventSink: Send + Sync + 'static {
     fn publish_cycle(&self, event: CycleEvent);
 }
 
+/// A sink that drops every event: a space run without a bridge (tests,
+/// benchmarks, tools).
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn publish(&self, _event: StateEvent) {}
+    fn publish_cycle(&self, _event: CycleEvent) {}
+}
+
 /// Why a commit did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {

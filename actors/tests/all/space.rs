@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use batos_actors::committer::{CycleEvent, EventSink, StateEvent};
+use batos_actors::committer::NoEvents;
 use batos_actors::space::{MethodCode, NoHooks};
 use batos_actors::{ActorError, Candidate, MethodRequest, MethodWriter, ObjectSpace, SpaceConfig};
 use batos_object::image::Image;
@@ -14,13 +14,6 @@ use batos_object::value::Value;
 use batos_sandbox::audit::{wat_to_wasm, AuditLimits};
 use batos_sandbox::{CacheKey, SandboxLimits};
 use futures::future::{BoxFuture, FutureExt};
-
-struct NoEvents;
-
-impl EventSink for NoEvents {
-    fn publish(&self, _event: StateEvent) {}
-    fn publish_cycle(&self, _event: CycleEvent) {}
-}
 
 fn config() -> SpaceConfig {
     SpaceConfig {

@@ -481,6 +481,16 @@ mod tests {
         }
     }
 
+    /// One generation through a fresh engine on the server at `url`.
+    fn generate(url: String, expert: Option<&str>) -> Result<EngineOutput, EngineError> {
+        let engine = RemoteEngine {
+            model: "served".into(),
+            spec: spec(url),
+            agent: ureq::agent(),
+        };
+        engine.generate(&request(expert), &CallControl::new(Duration::from_secs(10)))
+    }
+
     const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n\
         data: {\"choices\":[{\"delta\":{\"content\":\"Par\"}}]}\n\n\
         : a comment\n\n\
@@ -495,17 +505,7 @@ mod tests {
             http("429 Too Many Requests", "text/plain", "slow down"),
             http("200 OK", "text/event-stream", STREAM),
         ]);
-        let engine = RemoteEngine {
-            model: "served".into(),
-            spec: spec(url),
-            agent: ureq::agent(),
-        };
-        let out = engine
-            .generate(
-                &request(Some("BRICK")),
-                &CallControl::new(Duration::from_secs(10)),
-            )
-            .unwrap();
+        let out = generate(url, Some("BRICK")).unwrap();
         assert_eq!((out.text.as_str(), out.tokens), ("Paris", 3));
         assert!(out.first_token.is_some());
         let sent: Value = serde_json::from_str(&bodies.recv().unwrap()).unwrap();
@@ -526,14 +526,7 @@ mod tests {
             http("500 Internal Server Error", "text/plain", "b"),
             http("500 Internal Server Error", "text/plain", "c"),
         ]);
-        let engine = RemoteEngine {
-            model: "served".into(),
-            spec: spec(url),
-            agent: ureq::agent(),
-        };
-        let err = engine
-            .generate(&request(None), &CallControl::new(Duration::from_secs(10)))
-            .unwrap_err();
+        let err = generate(url, None).unwrap_err();
         assert!(
             matches!(&err, EngineError::Unreachable(m) if m.contains("500")),
             "{err}"
@@ -541,14 +534,7 @@ mod tests {
         assert_eq!(bodies.iter().count(), 3);
 
         let (url, bodies) = canned(vec![http("400 Bad Request", "text/plain", "no such model")]);
-        let engine = RemoteEngine {
-            model: "served".into(),
-            spec: spec(url),
-            agent: ureq::agent(),
-        };
-        let err = engine
-            .generate(&request(None), &CallControl::new(Duration::from_secs(10)))
-            .unwrap_err();
+        let err = generate(url, None).unwrap_err();
         assert!(
             matches!(&err, EngineError::Invalid(m) if m.contains("no such model")),
             "{err}"
@@ -558,17 +544,7 @@ mod tests {
 
     #[test]
     fn an_unmapped_expert_and_a_bad_url_are_clear_errors() {
-        let engine = RemoteEngine {
-            model: "served".into(),
-            spec: spec("http://127.0.0.1:9/v1".into()),
-            agent: ureq::agent(),
-        };
-        let err = engine
-            .generate(
-                &request(Some("ROBIN")),
-                &CallControl::new(Duration::from_secs(1)),
-            )
-            .unwrap_err();
+        let err = generate("http://127.0.0.1:9/v1".into(), Some("ROBIN")).unwrap_err();
         assert!(err.to_string().contains("remote_experts"), "{err}");
         let err = RemoteEngine::connect(spec("ftp://x".into())).err().unwrap();
         assert!(err.to_string().contains("not http"), "{err}");

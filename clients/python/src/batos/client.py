@@ -26,6 +26,7 @@ from .errors import BatosError, Timeout
 from .events import Subscription
 from .keys import Curve, KeyLike, PairLike
 from .objects import Object
+from .transport import open_socket
 from .wire import Reply, decode_reply, encode_request
 
 #: Where a kernel listens unless told otherwise (``$BATOS_ENDPOINT``,
@@ -98,11 +99,7 @@ class Kernel(Commands):
         self.timeout = timeout
         self._curve = Curve.of(server_key, key)
         self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.DEALER)
-        self._socket.linger = 0
-        if self._curve is not None:
-            self._curve.apply(self._socket)
-        self._socket.connect(self.endpoint)
+        self._socket = open_socket(self._context, zmq.DEALER, self.endpoint, self._curve)
         self._ids = itertools.count(1)
         self._waiting: Dict[int, Pending] = {}
 

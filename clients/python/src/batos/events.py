@@ -21,6 +21,7 @@ import zmq.asyncio
 
 from .errors import ProtocolError, Timeout
 from .keys import Curve
+from .transport import open_socket
 from .wire import from_wire
 
 
@@ -69,14 +70,9 @@ class _Decoder:
 
 
 def _socket(context: zmq.Context, endpoint: str, topics: Iterable[str], curve: Optional[Curve]) -> zmq.Socket:
-    socket = context.socket(zmq.SUB)
-    socket.linger = 0
-    if curve is not None:
-        curve.apply(socket)
-    topics = list(topics) or [""]
-    for topic in topics:
+    socket = open_socket(context, zmq.SUB, endpoint, curve)
+    for topic in list(topics) or [""]:
         socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
-    socket.connect(endpoint)
     return socket
 
 

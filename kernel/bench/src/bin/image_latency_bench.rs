@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use batos_actors::committer::{CycleEvent, EventSink, StateEvent};
+use batos_actors::committer::NoEvents;
 use batos_actors::space::NoHooks;
 use batos_actors::{ObjectSpace, SpaceConfig};
 use batos_object::image::{CommitGroup, Image, ImageError, ImageMeta, StoredObject};
@@ -87,11 +87,17 @@ impl Image for Remote {
     }
 }
 
-struct NoEvents;
-
-impl EventSink for NoEvents {
-    fn publish(&self, _event: StateEvent) {}
-    fn publish_cycle(&self, _event: CycleEvent) {}
+/// A space over `image`, as the kernel opens one.
+async fn open_space(image: Arc<Remote>) -> ObjectSpace {
+    ObjectSpace::open(
+        image,
+        config(),
+        Arc::new(NoEvents),
+        Arc::new(NoHooks),
+        &prometheus::Registry::new(),
+    )
+    .await
+    .expect("open the space")
 }
 
 /// The kernel's defaults where they matter here (sync durability: a
@@ -148,15 +154,7 @@ fn measure(latency: (Duration, Duration), in_flight: usize, args: &Args) -> Row 
     let duration = Duration::from_millis(args.duration_ms);
     let objects = args.objects;
     actix_rt::System::new().block_on(async move {
-        let space = ObjectSpace::open(
-            image.clone(),
-            config(),
-            Arc::new(NoEvents),
-            Arc::new(NoHooks),
-            &prometheus::Registry::new(),
-        )
-        .await
-        .expect("open the space");
+        let space = open_space(image.clone()).await;
         // Created in parallel, so the set-up is group-committed too.
         let creators: Vec<_> = (0..64)
             .map(|w| {
@@ -214,15 +212,7 @@ fn measure(latency: (Duration, Duration), in_flight: usize, args: &Args) -> Row 
 
         // First touches: a fresh space over the same image loads each
         // object from it (one read latency) before answering.
-        let space = ObjectSpace::open(
-            image.clone(),
-            config(),
-            Arc::new(NoEvents),
-            Arc::new(NoHooks),
-            &prometheus::Registry::new(),
-        )
-        .await
-        .expect("reopen the space");
+        let space = open_space(image.clone()).await;
         let mut touches = Vec::new();
         for oid in oids.iter().take(200) {
             let t = Instant::now();
