@@ -230,6 +230,13 @@ impl Inspector {
     }
 }
 
+/// A method with a line the object pane must show.
+const ANSWER_WAT: &str = r#"(module
+  ;; inspector-source-marker
+  (import "uvm" "return_i64" (func $r (param i64)))
+  (memory (export "memory") 1)
+  (func (export "invoke") (call $r (i64.const 42))))"#;
+
 fn doc(source: &str, text: &str) -> Value {
     map(&[("source", s(source)), ("text", s(text))])
 }
@@ -295,6 +302,15 @@ fn inspector_searches_browses_and_follows_events_in_a_terminal() {
     let pllm = roots["pLLM_obj"];
     c.set("genesis_obj", "ui_code", ui_code());
     c.set("genesis_obj", "inspector_marker", s("marker-7f3a"));
+    // A method whose source the object pane shows when its slot is selected.
+    c.ok(
+        "create_method",
+        &[
+            ("oid", s("genesis_obj")),
+            ("selector", s("answer")),
+            ("wat", s(ANSWER_WAT)),
+        ],
+    );
     c.ok(
         "ingest",
         &[(
@@ -355,9 +371,22 @@ fn inspector_searches_browses_and_follows_events_in_a_terminal() {
         "ui_code",
     ]);
 
-    // Enter on parent* follows its first reference; Backspace comes back.
+    // Selecting a method's slot shows the source its active version kept.
     let mut slot_names = keys(&c.slots("genesis_obj"));
     slot_names.sort();
+    let answer_index = slot_names
+        .iter()
+        .position(|n| n == "answer")
+        .expect("genesis_obj has answer");
+    for _ in 0..answer_index {
+        ui.tmux.press("Down");
+    }
+    ui.wait_for_all(&["Source: answer v1 (wat)", "inspector-source-marker"]);
+    for _ in 0..answer_index {
+        ui.tmux.press("Up");
+    }
+
+    // Enter on parent* follows its first reference; Backspace comes back.
     let parent_index = slot_names
         .iter()
         .position(|n| n == "parent*")

@@ -96,6 +96,28 @@ pub struct MethodVersion {
     pub hash: String,
     /// Who wrote it (`client`, `synthesis`, `model`...), if known.
     pub provenance: Option<String>,
+    /// The text it was compiled from, when the kernel kept it.
+    pub source: Option<MethodText>,
+}
+
+/// A method version's source as the kernel keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodText {
+    /// The language (`wat`).
+    pub language: String,
+    /// The text.
+    pub text: String,
+}
+
+impl ObjectView {
+    /// The method in slot `name` at its active version, if it kept a source.
+    pub fn active_source(&self, name: &str) -> Option<(u64, &MethodText)> {
+        let (_, value) = self.slots.iter().find(|(slot, _)| slot == name)?;
+        let version = field(field(value, "$method")?, "version")?.as_u64()?;
+        let method = self.methods.iter().find(|m| m.selector == name)?;
+        let active = method.versions.iter().find(|v| v.version == version)?;
+        Some((version, active.source.as_ref()?))
+    }
 }
 
 /// A selector and its versions, oldest first.
@@ -575,6 +597,12 @@ fn method_version(record: &Value) -> MethodVersion {
             .unwrap_or("?")
             .to_string(),
         provenance,
+        source: field(record, "source").and_then(|source| {
+            Some(MethodText {
+                language: field(source, "language")?.as_str()?.to_string(),
+                text: field(source, "text")?.as_str()?.to_string(),
+            })
+        }),
     }
 }
 

@@ -16,7 +16,9 @@ use ratatui::Frame;
 use rmpv::Value;
 
 use super::app::{App, Input, MemoryPane, ObjectPane};
-use super::source::{field, ref_oid, Detail, EventLine, Hit, HitKind, MethodInfo, ObjectView};
+use super::source::{
+    field, ref_oid, Detail, EventLine, Hit, HitKind, MethodInfo, MethodText, ObjectView,
+};
 use super::spec::{Origin, PaneKind};
 use batos_protocol::{TOPIC_CYCLE, TOPIC_STATE};
 
@@ -30,6 +32,8 @@ const MAX_STRING: usize = 120;
 const MAX_DEPTH: usize = 3;
 /// Widest slot-name column.
 const MAX_NAME: usize = 24;
+/// Longest source line shown (the rest is cut).
+const MAX_SOURCE_LINE: usize = 200;
 /// Most summary links shown before the chain box stops growing.
 const MAX_CHAIN_ROWS: usize = 8;
 
@@ -401,10 +405,45 @@ fn draw_objects(frame: &mut Frame<'_>, area: Rect, objects: &ObjectPane) {
         Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(body);
     draw_slots(frame, slots_area, view, objects);
     let parent_rows = u16::try_from(view.parents.len().clamp(1, 6)).unwrap_or(1);
-    let [parents_area, methods_area] =
+    let [parents_area, rest] =
         Layout::vertical([Constraint::Length(parent_rows + 2), Constraint::Min(3)]).areas(side);
     draw_parents(frame, parents_area, view);
-    draw_methods(frame, methods_area, view);
+    // The selected slot, if it is a method that kept its source: show it.
+    let selected = view.slots.get(objects.selected).map(|(name, _)| name);
+    match selected.and_then(|name| Some((name, view.active_source(name)?))) {
+        Some((name, (version, source))) => {
+            let [methods_area, source_area] =
+                Layout::vertical([Constraint::Percentage(35), Constraint::Min(3)]).areas(rest);
+            draw_methods(frame, methods_area, view);
+            draw_source(frame, source_area, name, version, source);
+        }
+        None => draw_methods(frame, rest, view),
+    }
+}
+
+/// A method version's source, line by line (what fits).
+fn draw_source(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    selector: &str,
+    version: u64,
+    source: &MethodText,
+) {
+    let title = format!(
+        " Source: {} v{version} ({}) ",
+        one_line(selector, 40),
+        one_line(&source.language, 12)
+    );
+    let lines: Vec<Line<'static>> = source
+        .text
+        .lines()
+        .take(usize::from(area.height))
+        .map(|line| Line::from(one_line(&line.replace('\t', "    "), MAX_SOURCE_LINE)))
+        .collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(title)),
+        area,
+    );
 }
 
 fn draw_slots(frame: &mut Frame<'_>, area: Rect, view: &ObjectView, objects: &ObjectPane) {
