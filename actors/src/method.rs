@@ -82,6 +82,21 @@ pub(crate) fn prepare_install(
     })
 }
 
+/// Compiles a method written in Python for `selector`: its `def` must be
+/// named as the selector is in Python (`deposit_` ⇄ `def deposit`).
+pub(crate) fn compile_python(selector: &str, source: &str) -> Result<Vec<u8>, ActorError> {
+    let compiled =
+        batos_python::compile(source).map_err(|r| ActorError::CovenantViolation(r.to_string()))?;
+    let expected = batos_python::python_name(selector);
+    if compiled.name != expected {
+        return Err(ActorError::CovenantViolation(format!(
+            "python: the method for {selector:?} is `def {expected}(self, ...)`, not `def {}`",
+            compiled.name
+        )));
+    }
+    Ok(compiled.wasm)
+}
+
 /// What every method passes before it is installed: the audit, then
 /// compilation (cached by the sandbox). Returns the module's hash, or why
 /// it is refused.

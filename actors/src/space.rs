@@ -41,6 +41,8 @@ pub enum MethodCode {
     Wat(String),
     /// A WebAssembly binary.
     Wasm(Vec<u8>),
+    /// A method in Python, compiled by `batos-python`.
+    Python(String),
 }
 
 pub use crate::exec::SendOutcome;
@@ -338,6 +340,10 @@ impl SpaceOp for CreateMethod {
                         .map_err(|v| ActorError::CovenantViolation(v.to_string()))?,
                     Some(MethodSource::wat(text)),
                 ),
+                MethodCode::Python(text) => {
+                    let wasm = method::compile_python(&self.selector, &text)?;
+                    (wasm, Some(MethodSource::python(text)))
+                }
             };
             let space2 = space.clone();
             let selector = self.selector;

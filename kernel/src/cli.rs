@@ -61,7 +61,7 @@ pub enum Request {
     CycleStart(String),
     /// `batos cycle get OID`
     CycleGet(String),
-    /// `batos method OID SELECTOR FILE [--lang wat|wasm]` (`-`: stdin)
+    /// `batos method OID SELECTOR FILE [--lang python|wat|wasm]` (`-`: stdin)
     Method {
         /// The object.
         oid: String,
@@ -69,7 +69,7 @@ pub enum Request {
         selector: String,
         /// The file, or `-` for standard input.
         file: std::path::PathBuf,
-        /// `wat` or `wasm`; default: the file's extension (`-`: `wat`).
+        /// `python`, `wat` or `wasm`; default: the file's extension (`-`: `wat`).
         lang: Option<String>,
     },
     /// `batos source OID SELECTOR [--version N]`: the text a version was
@@ -250,9 +250,10 @@ fn build(request: Request) -> Result<Call, String> {
                 None => match file.extension().and_then(|e| e.to_str()) {
                     Some("wat") => "wat".into(),
                     Some("wasm") => "wasm".into(),
+                    Some("py") => "python".into(),
                     _ => {
                         return Err(format!(
-                            "{}: say the language with --lang wat|wasm (from the extension: .wat or .wasm)",
+                            "{}: say the language with --lang python|wat|wasm (from the extension: .py, .wat or .wasm)",
                             file.display()
                         ))
                     }
@@ -266,16 +267,20 @@ fn build(request: Request) -> Result<Call, String> {
             } else {
                 std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?
             };
+            let text = |bytes: Vec<u8>| {
+                String::from_utf8(bytes)
+                    .map(Value::from)
+                    .map_err(|_| format!("{}: {lang} must be UTF-8 text", file.display()))
+            };
             let code = match lang.as_str() {
-                "wat" => (
-                    "wat",
-                    Value::from(
-                        String::from_utf8(bytes)
-                            .map_err(|_| format!("{}: WAT must be UTF-8 text", file.display()))?,
-                    ),
-                ),
+                "python" => ("python", text(bytes)?),
+                "wat" => ("wat", text(bytes)?),
                 "wasm" => ("wasm", Value::Binary(bytes)),
-                other => return Err(format!("unknown method language {other:?} (wat or wasm)")),
+                other => {
+                    return Err(format!(
+                        "unknown method language {other:?} (python, wat or wasm)"
+                    ))
+                }
             };
             (
                 "create_method",

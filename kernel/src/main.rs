@@ -103,14 +103,14 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Install a method from a file (WAT text or a WebAssembly binary; `-`
-    /// reads standard input).
+    /// Install a method from a file (Python, WAT text or a WebAssembly
+    /// binary; `-` reads standard input).
     Method {
         /// Oid or root name.
         oid: String,
         selector: String,
         file: PathBuf,
-        /// `wat` or `wasm` [default: the file's extension; `wat` for `-`].
+        /// `python`, `wat` or `wasm` [default: the file's extension; `wat` for `-`].
         #[arg(long)]
         lang: Option<String>,
     },

@@ -30,6 +30,7 @@ mod model;
 mod observability;
 mod persistence;
 mod python_client;
+mod python_methods;
 mod reference;
 mod remote_inference;
 mod self_upgrade;

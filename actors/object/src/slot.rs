@@ -63,6 +63,14 @@ impl MethodSource {
             text: text.into(),
         }
     }
+
+    /// A method in Python.
+    pub fn python(text: impl Into<String>) -> MethodSource {
+        MethodSource {
+            language: "python".into(),
+            text: text.into(),
+        }
+    }
 }
 
 /// The text a method version was written in, kept with it: its language

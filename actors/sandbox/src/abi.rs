@@ -58,6 +58,39 @@ pub const HOST_FUNCTIONS: &[HostFn] = &[
     f("self_oid", &[], &[I64]),
     f("send", &[I64, I32, I32, I32, I32, I32, I32], &[I32]),
     f("last_result", &[I32, I32], &[I32]),
+    // ABI v2: the runtime of methods written in Python (values on the host,
+    // `i32` handles in the guest; docs/method-abi.md, "Python").
+    f("py_stmt", &[], &[]),
+    f("py_load", &[I32, I32, I32], &[I32]),
+    f("py_store", &[I32, I32], &[]),
+    f("py_int", &[I64], &[I32]),
+    f("py_float", &[F64], &[I32]),
+    f("py_str", &[I32, I32], &[I32]),
+    f("py_const", &[I32], &[I32]),
+    f("py_arity", &[I32, I32, I32], &[]),
+    f("py_arg", &[I32], &[I32]),
+    f("py_self", &[], &[I32]),
+    f("py_binop", &[I32, I32, I32], &[I32]), // a, b, operator
+    f("py_compare", &[I32, I32, I32], &[I32]), // a, b, comparison
+    f("py_unop", &[I32, I32], &[I32]),       // a, operator
+    f("py_truthy", &[I32], &[I32]),
+    f("py_getattr", &[I32, I32, I32], &[I32]),
+    f("py_setattr", &[I32, I32, I32, I32], &[]),
+    f("py_getitem", &[I32, I32], &[I32]),
+    f("py_setitem", &[I32, I32, I32], &[]),
+    f("py_slice", &[I32, I32, I32], &[I32]),
+    f("py_args", &[], &[]),
+    f("py_push", &[I32], &[]),
+    f("py_call", &[I32, I32], &[I32]),
+    f("py_call_method", &[I32, I32, I32], &[I32]),
+    f("py_list", &[], &[I32]),
+    f("py_dict", &[], &[I32]),
+    f("py_iter", &[I32], &[I32]),
+    f("py_next", &[I32, I32], &[I32]),
+    f("py_unpack", &[I32, I32], &[I32]),
+    f("py_flush", &[], &[]),
+    f("py_return", &[I32], &[]),
+    f("py_raise", &[I32], &[]),
 ];
 
 /// The host function with this name.

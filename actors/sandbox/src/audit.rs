@@ -418,6 +418,16 @@ mod doc_examples {
             }
         }
         for host in crate::abi::HOST_FUNCTIONS {
+            // The Python runtime's functions are what compiled Python
+            // calls, not hand-written WAT: the document lists them instead.
+            if host.name.starts_with("py_") {
+                assert!(
+                    doc.contains(&format!("`{}`", host.name)),
+                    "docs/method-abi.md does not list uvm::{}",
+                    host.name
+                );
+                continue;
+            }
             assert!(
                 used.contains(host.name),
                 "no example in docs/method-abi.md uses uvm::{}",

@@ -23,6 +23,7 @@ use batos_object::image::Image;
 use batos_object::value::Value;
 
 use crate::host::{self, Frame, Guest, Invoke, MethodFault, MethodHost};
+use crate::host_py;
 
 /// How often the wall-clock ticker advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -242,6 +243,7 @@ impl Sandbox {
         let engine = Engine::new(&config).map_err(fault)?;
         let mut linker = Linker::new(&engine);
         host::define(&mut linker).map_err(fault)?;
+        host_py::define(&mut linker).map_err(fault)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hasher.finish().to_be_bytes();

@@ -36,9 +36,11 @@ pub trait Invoke: Send + Sync {
 /// Store data of one call: the transaction's host, the frame and the
 /// store's resource limits.
 pub(crate) struct Guest {
-    host: Arc<Mutex<dyn MethodHost>>,
-    frame: Frame,
+    pub(crate) host: Arc<Mutex<dyn MethodHost>>,
+    pub(crate) frame: Frame,
     limits: StoreLimits,
+    /// The values of a method written in Python (`host_py`).
+    pub(crate) py: crate::py::PyState,
 }
 
 impl Guest {
@@ -47,6 +49,7 @@ impl Guest {
             host,
             frame,
             limits,
+            py: crate::py::PyState::default(),
         }
     }
 
@@ -184,9 +187,9 @@ fn log_line(bytes: &[u8]) -> String {
     line
 }
 
-type Result<T> = std::result::Result<T, wasmtime::Error>;
+pub(crate) type Result<T> = std::result::Result<T, wasmtime::Error>;
 
-fn fault(message: impl Into<String>) -> wasmtime::Error {
+pub(crate) fn fault(message: impl Into<String>) -> wasmtime::Error {
     wasmtime::Error::new(MethodFault(message.into()))
 }
 
@@ -215,7 +218,7 @@ fn read_bytes(caller: &mut Caller<'_, Guest>, ptr: i32, len: i32) -> Result<Vec<
         .ok_or_else(|| fault(format!("memory access out of bounds ({ptr}+{len})")))
 }
 
-fn read_str(caller: &mut Caller<'_, Guest>, ptr: i32, len: i32) -> Result<String> {
+pub(crate) fn read_str(caller: &mut Caller<'_, Guest>, ptr: i32, len: i32) -> Result<String> {
     String::from_utf8(read_bytes(caller, ptr, len)?)
         .map_err(|_| fault("a name passed to the host is not UTF-8"))
 }
@@ -261,7 +264,7 @@ fn decode(bytes: &[u8]) -> Option<Value> {
     reader.is_empty().then_some(value)
 }
 
-fn host(caller: &Caller<'_, Guest>) -> Arc<Mutex<dyn MethodHost>> {
+pub(crate) fn host(caller: &Caller<'_, Guest>) -> Arc<Mutex<dyn MethodHost>> {
     caller.data().host.clone()
 }
 
@@ -547,7 +550,7 @@ pub(crate) fn define(linker: &mut Linker<Guest>) -> Result<()> {
 
 /// Resolves and runs a nested send. The host lock is never held while a
 /// nested method runs, so re-entrant sends work.
-fn send(
+pub(crate) fn send(
     caller: &Caller<'_, Guest>,
     target: Oid,
     selector: &str,

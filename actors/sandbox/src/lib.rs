@@ -10,11 +10,15 @@
 //!   compiled-module cache in the image.
 //! - `host`: the `uvm` functions over the [`MethodHost`] trait, which the
 //!   runtime implements with a message's transaction.
+//! - [`py`] and `host_py`: the runtime of methods written in Python (values
+//!   on the host, handles in the guest; `batos-python` compiles them).
 
 pub mod abi;
 pub mod audit;
 pub mod engine;
 mod host;
+mod host_py;
+pub mod py;
 pub mod synthesis;
 
 pub use batos_object::image::module_hash;

@@ -96,6 +96,8 @@ pub enum MethodCode {
     Wat(String),
     /// A WebAssembly binary.
     Wasm(Vec<u8>),
+    /// A method in Python (`def name(self, ...):`), compiled by the kernel.
+    Python(String),
 }
 
 impl Command {
@@ -205,12 +207,17 @@ impl Command {
             "create_method" => {
                 let oid = fields.req("oid", obj_ref)?;
                 let selector = fields.req("selector", string)?;
-                let code = match (fields.opt("wat", string)?, fields.opt("wasm", binary)?) {
-                    (Some(wat), None) => MethodCode::Wat(wat),
-                    (None, Some(wasm)) => MethodCode::Wasm(wasm),
+                let code = match (
+                    fields.opt("wat", string)?,
+                    fields.opt("wasm", binary)?,
+                    fields.opt("python", string)?,
+                ) {
+                    (Some(wat), None, None) => MethodCode::Wat(wat),
+                    (None, Some(wasm), None) => MethodCode::Wasm(wasm),
+                    (None, None, Some(python)) => MethodCode::Python(python),
                     _ => {
                         return Err(bad(
-                            "create_method needs exactly one of `wat` (str) or `wasm` (bin)",
+                            "create_method needs exactly one of `wat` (str), `wasm` (bin) or `python` (str)",
                         ))
                     }
                 };

@@ -1,4 +1,5 @@
-//! `create_method`: install a WebAssembly method after the audit.
+//! `create_method`: install a method (WAT, a WebAssembly binary, or Python
+//! the kernel compiles) after the audit.
 
 use batos_actors::space::MethodCode as Code;
 use batos_actors::ObjectSpace;
@@ -18,6 +19,7 @@ pub(super) async fn create(
     let code = match code {
         MethodCode::Wat(text) => Code::Wat(text),
         MethodCode::Wasm(bytes) => Code::Wasm(bytes),
+        MethodCode::Python(source) => Code::Python(source),
     };
     let record = space
         .create_method(oid, selector.clone(), code)
