@@ -49,6 +49,41 @@ impl MethodHost for NullHost {
     }
 }
 
+const TRIVIAL_PY: &str = "def bench(self):\n    return 1\n";
+
+/// A method of 30 lines, of the kind people write.
+const METHOD_30_LINES: &str = r#"def bench(self, amount, items):
+    if amount <= 0:
+        raise ValueError(f"bad amount {amount}")
+    total = 0
+    count = 0
+    names = []
+    for item in items:
+        if item["price"] > 1000:
+            continue
+        total += item["price"] * item.get("qty", 1)
+        count += 1
+        names.append(item["name"].upper())
+    while total > amount:
+        total = total - 10
+        if total < 0:
+            break
+    summary = {"total": total, "count": count}
+    summary["names"] = sorted(names)
+    if count == 0:
+        summary["average"] = 0
+    else:
+        summary["average"] = round(total / count, 2)
+    label = "none"
+    if total > 500:
+        label = "large"
+    elif total > 50:
+        label = "medium"
+    self.last = summary
+    self.label = label
+    return [summary, label, len(names)]
+"#;
+
 const TRIVIAL: &str = r#"(module (import "uvm" "return_i64" (func $r (param i64)))
   (memory (export "memory") 1) (func (export "invoke") (call $r (i64.const 1))))"#;
 
@@ -177,6 +212,25 @@ fn main() {
     let (invoke_p50, invoke_p99) = measure(iterations, || {
         call(&trivial);
     });
+    // The same method in Python: compiled by the kernel's compiler.
+    let install_wasm = |wasm: &[u8]| {
+        audit(wasm, &AuditLimits::default()).expect("audit");
+        let hash = batos_sandbox::module_hash(wasm);
+        sandbox.prepare(&hash, wasm).expect("prepare");
+        hash
+    };
+    let trivial_py = install_wasm(&batos_python::compile(TRIVIAL_PY).expect("python").wasm);
+    let (py_invoke_p50, py_invoke_p99) = measure(iterations, || {
+        call(&trivial_py);
+    });
+    // Compiling a 30-line method: parse, generate, audit, compile to
+    // native code (a new constant each time, so a real compile).
+    let mut m = 0u64;
+    let (py_compile_p50, py_compile_p99) = measure(200, || {
+        m += 1;
+        let source = METHOD_30_LINES.replace("1000", &m.to_string());
+        install_wasm(&batos_python::compile(&source).expect("python").wasm);
+    });
 
     let with_calls = install(&host_loop(true));
     let without = install(&host_loop(false));
@@ -252,6 +306,8 @@ fn main() {
     println!("| instantiate + invoke, trivial method ({iterations} calls) | {:.2} µs | {:.2} µs | ≤ 10 µs p50 |", us(invoke_p50), us(invoke_p99));
     println!("| one scalar host call (`arg_count`, from a 100k-call loop minus the same loop without it) | {per_call:.1} ns | | ≤ 50 ns |");
     println!("| install: WAT → audit → compile (+ compiled-module cache write) | {:.0} µs | {:.0} µs | |", us(install_p50), us(install_p99));
+    println!("| instantiate + invoke, trivial method in Python ({iterations} calls) | {:.2} µs | {:.2} µs | ≤ 2× the WAT one |", us(py_invoke_p50), us(py_invoke_p99));
+    println!("| install: a 30-line Python method → compile → audit → native code | {:.0} µs | {:.0} µs | ≤ 5 ms p50 |", us(py_compile_p50), us(py_compile_p99));
     for (what, size, took) in compiles {
         println!(
             "| compile: {what} ({} KiB module) | {:.0} ms | | |",

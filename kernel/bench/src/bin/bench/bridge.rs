@@ -355,15 +355,29 @@ pub(crate) fn measure_op(
             };
             warm_then_measure(client, k, duration, &mut make, &mut check)
         }
-        Op::Counter => {
+        Op::Counter { python } => {
             let base = client.call("create_object", vec![])?;
             let base = oid_of(&base)?;
+            let code = if python {
+                ("python", Value::from(COUNTER_PY))
+            } else {
+                ("wat", Value::from(COUNTER_WAT))
+            };
+            // The Python counter reads `count`: every object starts with one.
+            client.call(
+                "set_slot",
+                vec![
+                    ("oid", Value::from(base)),
+                    ("slot", Value::from("count")),
+                    ("value", Value::from(0)),
+                ],
+            )?;
             client.call(
                 "create_method",
                 vec![
                     ("oid", Value::from(base)),
                     ("selector", Value::from("increment")),
-                    ("wat", Value::from(COUNTER_WAT)),
+                    code,
                 ],
             )?;
             let (leaves, _) = create_objects(

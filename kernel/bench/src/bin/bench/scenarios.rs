@@ -36,8 +36,11 @@ pub(crate) enum Op {
         depth: usize,
     },
     CreateObject,
-    /// `send increment`: a WASM counter method inherited from a shared parent.
-    Counter,
+    /// `send increment`: a counter method inherited from a shared parent,
+    /// written in WAT (`false`) or in Python (`true`).
+    Counter {
+        python: bool,
+    },
     /// `ping` while another connection keeps four bodies of 1,000,000
     /// values in flight: what one client's large bodies cost everyone else.
     PingBesideLargeBodies,
@@ -62,6 +65,10 @@ pub(crate) struct Scenario {
     /// The kernel has CURVE keys and the client authenticates.
     pub(crate) curve: bool,
 }
+
+/// The counter in Python.
+pub(crate) const COUNTER_PY: &str =
+    "def increment(self):\n    self.count = self.count + 1\n    return self.count\n";
 
 /// The counter method of docs/method-abi.md.
 pub(crate) const COUNTER_WAT: &str = r#"(module
@@ -147,7 +154,15 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             name: format!("method_counter_{k}"),
             group: "method",
             label: format!("`send` of a WASM counter method (buffered), {k} in flight"),
-            op: Op::Counter,
+            op: Op::Counter { python: false },
+            in_flight: k,
+            curve: false,
+        });
+        out.push(Scenario {
+            name: format!("method_counter_python_{k}"),
+            group: "method",
+            label: format!("`send` of the counter written in Python (buffered), {k} in flight"),
+            op: Op::Counter { python: true },
             in_flight: k,
             curve: false,
         });
