@@ -262,3 +262,37 @@ def test_an_unreachable_kernel_is_a_timeout_not_a_hang() -> None:
             nobody.ping()
         with pytest.raises(TimeoutError):  # the stdlib's, too
             nobody.ping()
+
+
+def test_methods_in_python_install_from_functions_and_run(kernel: batos.Kernel) -> None:
+    account = kernel.new(balance=10, history=[])
+
+    @kernel.method(account)
+    def deposit(self, amount):
+        if amount <= 0:
+            raise ValueError(f"bad amount {amount}")
+        self.balance = self.balance + amount
+        self.history.append(amount)
+        return self.balance
+
+    assert deposit.__name__ == "deposit"  # returned unchanged
+    assert account.deposit(5) == 15
+    assert account.history == [5]
+    with pytest.raises(batos.MethodTrap) as trap:
+        account.deposit(-1)
+    assert trap.value.message == "ValueError: bad amount -1"
+    assert account.balance == 15
+    source = account.state()["methods"]["deposit_"][0]["source"]
+    assert source["language"] == "python" and source["text"].startswith("def deposit(self, amount):")
+
+    account.define("total", python="def total(self):\n    return sum(self.history)\n")
+    assert account.total() == 5
+    with pytest.raises(batos.CovenantViolation) as refused:
+
+        @kernel.method(account)
+        def sneaky(self):
+            import os  # noqa: F401
+
+    assert "import" in refused.value.message and "line 2" in refused.value.message
+    with pytest.raises(TypeError):
+        kernel.create_method(account, "x", python="def x(self):\n    pass\n", wat="(module)")

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -17,9 +18,15 @@ def python_blocks(text: str) -> list:
 
 def run_example(code: str, kernel_process, timeout: float = 60) -> str:
     env = dict(os.environ, BATOS_ENDPOINT=kernel_process.endpoint, BATOS_EVENTS=kernel_process.events)
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    # From a file, as a program is run (inspect.getsource needs one).
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code)
+    try:
+        done = subprocess.run(
+            [sys.executable, f.name], env=env, capture_output=True, text=True, timeout=timeout
+        )
+    finally:
+        os.unlink(f.name)
     assert done.returncode == 0, f"the example failed:\n{code}\n{done.stderr}"
     return done.stdout
 
@@ -47,3 +54,8 @@ def test_the_repository_readme_python_example_runs(kernel_process) -> None:
             break
         block.append(line[4:])
     assert run_example("\n".join(block), kernel_process).splitlines() == ["ada 36"]
+
+
+def test_the_methods_example_runs(kernel_process) -> None:
+    block = next(b for b in python_blocks(README.read_text()) if "@kernel.method" in b)
+    assert run_example(block, kernel_process).splitlines() == ["15"]

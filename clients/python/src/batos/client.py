@@ -14,10 +14,12 @@ share one ``zmq.Context``).
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
+import textwrap
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, TypeVar
 
 import zmq
 
@@ -25,7 +27,7 @@ from .commands import Commands
 from .errors import BatosError, Timeout
 from .events import Subscription
 from .keys import Curve, KeyLike, PairLike
-from .objects import Object
+from .objects import Object, selector_for
 from .transport import open_socket
 from .wire import Reply, decode_reply, encode_request
 
@@ -38,6 +40,8 @@ DEFAULT_EVENTS = "tcp://127.0.0.1:5556"
 #: default share per connection (``max_inflight_per_peer``, 256), so a
 #: pipeline is never answered ``overloaded`` for its own depth alone.
 DEFAULT_WINDOW = 128
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def endpoints(endpoint: Optional[str], events: Optional[str]) -> "tuple[str, str]":
@@ -131,6 +135,31 @@ class Kernel(Commands):
         """A pipeline: its commands are sent at once and return
         :class:`Pending` replies; at most ``window`` are in flight."""
         return Pipeline(self, window)
+
+    def method(self, obj: Any, selector: Optional[str] = None) -> Callable[[F], F]:
+        """A decorator that installs a Python function as a method of
+        ``obj``, from its source (``inspect.getsource``)::
+
+            @kernel.method(account)
+            def deposit(self, amount):
+                self.balance = self.balance + amount
+                return self.balance
+
+        The selector is the function's name, with a trailing ``_`` when it
+        takes arguments (``deposit_``), unless given. The function must be
+        in the kernel's method subset (``docs/method-abi.md``, "Python");
+        it is returned unchanged."""
+
+        def install(function: F) -> F:
+            source = textwrap.dedent(inspect.getsource(function))
+            lines = source.splitlines()
+            start = next(i for i, line in enumerate(lines) if line.startswith("def "))
+            nargs = function.__code__.co_argcount - 1
+            name = selector or selector_for(function.__name__, nargs)
+            self.create_method(obj, name, python="\n".join(lines[start:]) + "\n")
+            return function
+
+        return install
 
     # -- objects and events ----------------------------------------------------
 

@@ -154,17 +154,18 @@ class Commands:
         *,
         wat: Optional[str] = None,
         wasm: Optional[bytes] = None,
+        python: Optional[str] = None,
     ) -> Any:
-        """Installs a method (WAT text or a WebAssembly binary) as the next
-        version of ``selector`` on the object; returns :class:`MethodVersion`.
-        A refusal by the audit raises :class:`~batos.CovenantViolation`."""
-        if (wat is None) == (wasm is None):
-            raise TypeError("create_method takes exactly one of wat= and wasm=")
+        """Installs a method (Python source, WAT text or a WebAssembly
+        binary) as the next version of ``selector`` on the object; returns
+        :class:`MethodVersion`. A refusal (the audit, or Python outside the
+        method subset) raises :class:`~batos.CovenantViolation`."""
+        given = [(k, v) for k, v in (("wat", wat), ("wasm", wasm), ("python", python)) if v is not None]
+        if len(given) != 1:
+            raise TypeError("create_method takes exactly one of python=, wat= and wasm=")
         fields: Dict[str, Any] = {"oid": oid_field(obj), "selector": selector}
-        if wat is not None:
-            fields["wat"] = wat
-        else:
-            fields["wasm"] = bytes(wasm)  # type: ignore[arg-type]
+        key, code = given[0]
+        fields[key] = bytes(code) if key == "wasm" else code  # type: ignore[arg-type]
         return self._request(
             "create_method",
             fields,

@@ -146,9 +146,16 @@ class _Proxy:
         """A new object with a shallow copy of this one's slots."""
         return self._kernel.clone(self)
 
-    def define(self, selector: str, *, wat: Optional[str] = None, wasm: Optional[bytes] = None) -> Any:
+    def define(
+        self,
+        selector: str,
+        *,
+        python: Optional[str] = None,
+        wat: Optional[str] = None,
+        wasm: Optional[bytes] = None,
+    ) -> Any:
         """Installs a method on this object (``create_method``)."""
-        return self._kernel.create_method(self, selector, wat=wat, wasm=wasm)
+        return self._kernel.create_method(self, selector, python=python, wat=wat, wasm=wasm)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Proxy) and other._kernel is self._kernel and other._oid == self._oid
