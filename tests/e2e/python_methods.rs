@@ -331,3 +331,101 @@ fn python_calls_wat_calls_python_reads_delegate_and_survive_a_restart() {
         .unwrap()
         .starts_with("def increment(self):"));
 }
+
+fn python_example(name: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../wasm-guest-sdk/examples/python")
+        .join(format!("{name}.py"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The guest SDK's examples written in Python do what the Rust ones do,
+/// and the two call each other: a Python transfer over Python accounts and
+/// over Rust ones, all or nothing either way.
+#[test]
+fn the_sdk_examples_in_python_do_what_the_rust_ones_do() {
+    let k = Kernel::start();
+    let c = k.dealer();
+
+    // counter and forward
+    let proto = c.create(&[("count", Value::from(0))]);
+    install(&c, proto, "increment", &python_example("counter")).unwrap();
+    let counter = c.create(&[("parent*", parents(&[proto]))]);
+    let forwarder = c.create(&[]);
+    install(&c, forwarder, "forward_", &python_example("forward")).unwrap();
+    assert_eq!(c.send_value(counter, "increment", vec![]), Value::from(1));
+    assert_eq!(
+        c.send_value(forwarder, "forward_", vec![oref(counter)]),
+        Value::from(2)
+    );
+    assert_eq!(c.get(counter, "count"), Value::from(2));
+    assert_eq!(
+        c.get(proto, "count"),
+        Value::from(0),
+        "the clone's own slot changed"
+    );
+
+    // Accounts in Python, and accounts in Rust (the SDK's modules).
+    let python_account = c.create(&[]);
+    install(
+        &c,
+        python_account,
+        "deposit_",
+        &python_example("account_deposit"),
+    )
+    .unwrap();
+    install(
+        &c,
+        python_account,
+        "withdraw_",
+        &python_example("account_withdraw"),
+    )
+    .unwrap();
+    let rust_account = c.create(&[]);
+    for (selector, name) in [
+        ("deposit_", "account_deposit"),
+        ("withdraw_", "account_withdraw"),
+    ] {
+        c.ok(
+            "create_method",
+            &[
+                ("oid", Value::from(rust_account)),
+                ("selector", s(selector)),
+                ("wasm", Value::Binary(example(name))),
+            ],
+        );
+    }
+    let bank = c.create(&[]);
+    install(&c, bank, "transfer_", &python_example("transfer")).unwrap();
+    for account in [python_account, rust_account] {
+        let alice = c.create(&[
+            ("parent*", parents(&[account])),
+            ("balance", Value::from(100)),
+        ]);
+        let bob = c.create(&[
+            ("parent*", parents(&[account])),
+            ("balance", Value::from(5)),
+        ]);
+        let moved = c.send_value(
+            bank,
+            "transfer_",
+            vec![oref(alice), oref(bob), Value::from(30)],
+        );
+        assert_eq!(moved, Value::Array(vec![Value::from(70), Value::from(35)]));
+        // An overdraft: bob's deposit is written first, then the withdrawal fails.
+        let (code, _) = c
+            .send(
+                bank,
+                "transfer_",
+                vec![oref(alice), oref(bob), Value::from(500)],
+            )
+            .unwrap_err();
+        assert_eq!(code, "method_trap");
+        assert_eq!(c.get(alice, "balance"), Value::from(70));
+        assert_eq!(
+            c.get(bob, "balance"),
+            Value::from(35),
+            "the deposit was rolled back"
+        );
+    }
+}
