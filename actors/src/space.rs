@@ -193,6 +193,25 @@ impl ObjectSpace {
             .await
     }
 
+    /// Compiles, audits and compiles to native code a method written in
+    /// Python for `selector`, as `create_method` would: the binary, or why
+    /// it is refused (for a model's retry).
+    pub async fn check_python(
+        &self,
+        selector: String,
+        source: String,
+    ) -> Result<Result<Vec<u8>, String>, ActorError> {
+        let inner = self.inner.clone();
+        self.inner
+            .pool
+            .run(move || {
+                let wasm = method::compile_python(&selector, &source).map_err(|e| e.to_string())?;
+                method::check_module(&inner, &wasm)?;
+                Ok(wasm)
+            })
+            .await
+    }
+
     /// Runs blocking read work (a search, a bulk read) on the space's I/O
     /// threads rather than on an async thread.
     pub async fn run_io<T: Send + 'static>(

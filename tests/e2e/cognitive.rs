@@ -7,16 +7,12 @@ use std::path::Path;
 
 use crate::harness::*;
 
-const VALID: &str = r#"(module
-  (import "uvm" "return_i64" (func $r (param i64)))
-  (memory (export "memory") 1)
-  (func (export "invoke") (call $r (i64.const 42))))"#;
+/// What the scripted model answers: a method in Python (with prose around
+/// it, as models write).
+const VALID: &str = "Here it is:\n```python\ndef answer(self):\n    return 42\n```";
 
-/// Breaks the audit: imports outside `uvm`.
-const BREAKS_AUDIT: &str = r#"(module
-  (import "env" "escape" (func))
-  (memory (export "memory") 1)
-  (func (export "invoke")))"#;
+/// Refused by the compiler: an import is outside the method subset.
+const BREAKS_AUDIT: &str = "def answer(self):\n    import os\n    return 1\n";
 
 fn write_adapter(dir: &Path, name: &str, weights: &[u8]) {
     let d = dir.join(name);
@@ -145,7 +141,7 @@ fn method_history(c: &Client, oid: u64, selector: &str) -> Vec<Value> {
 }
 
 #[test]
-fn the_model_tier_retries_after_an_audit_refusal_and_installs_with_provenance() {
+fn the_model_tier_retries_after_a_refusal_and_installs_python_with_provenance() {
     let k = scripted_kernel(&[BREAKS_AUDIT, VALID], 3);
     let c = k.dealer();
     let o = c.create(&[("note", s("asks for the answer"))]);
@@ -162,10 +158,11 @@ fn the_model_tier_retries_after_an_audit_refusal_and_installs_with_provenance() 
     assert_eq!(hash.len(), 64, "sha-256 of the prompt: {hash}");
     // What the model wrote is kept with the version, to read and review.
     let source = must(&history[0], "source");
-    assert_eq!(must(source, "language").as_str(), Some("wat"));
-    assert!(
-        VALID.contains(must(source, "text").as_str().unwrap()),
-        "{source}"
+    assert_eq!(must(source, "language").as_str(), Some("python"));
+    assert_eq!(
+        must(source, "text").as_str(),
+        Some("def answer(self):\n    return 42\n"),
+        "the def, without the prose around it"
     );
     // Installed: the next send runs it without generating.
     let r = c.send(o, "answer", vec![]).expect("runs");
@@ -191,6 +188,10 @@ fn a_failed_generation_leaves_the_image_unchanged() {
     let (code, message) = c.send(o, "answer", vec![]).expect_err("refused");
     assert_eq!(code, "does_not_understand", "{message}");
     assert!(message.contains("2 attempt"), "{message}");
+    assert!(
+        message.contains("python: import"),
+        "the compiler's refusal: {message}"
+    );
     assert_same(&c.slots(o), &before, "slots unchanged");
     assert!(method_history(&c, o, "answer").is_empty());
     assert_eq!(c.object_count(), objects);

@@ -3,10 +3,11 @@
 //!
 //! When lookup is exhausted and synthesis has no accessor for the selector,
 //! the space asks the [`ModelTier`] for a candidate. The tier builds a
-//! prompt (the method ABI in brief, the receiver's slots and parents, the
-//! selector, the arguments, and what memory knows about them), asks the
-//! model for WAT constrained to an s-expression grammar, and checks each
-//! answer exactly as a client's method is checked: WAT → binary, the audit,
+//! prompt (the Python method subset in brief, the receiver's slots along
+//! its `parent*` chain, the selector, the arguments, worked examples, and
+//! what memory knows about them), asks the model for one Python `def`
+//! constrained to a grammar of its shape, and checks each answer exactly as
+//! a client's method is checked: the Python compiler, the audit,
 //! compilation. A failure is fed back into the next attempt, up to the
 //! configured number of attempts. The candidate that passes is installed by
 //! the message's own transaction, together with everything the re-sent
@@ -27,8 +28,11 @@ use crate::inference::{Cognition, Constraint, Inference};
 use batos_actors::{Candidate, MethodRequest, MethodWriter, ObjectSpace};
 use batos_memory::{Catalog, SearchQuery};
 use batos_object::error::ActorError;
-use batos_object::slot::{MethodSource, Provenance};
-use batos_object::value::{Oid, Value};
+use batos_object::slot::{MethodSource, Provenance, Slot};
+use batos_object::value::{Oid, Value, PARENT_SLOT};
+
+/// Objects of the receiver's chain the prompt shows.
+const MAX_CHAIN: usize = 4;
 
 /// Settings of the tier.
 #[derive(Debug, Clone)]
@@ -41,30 +45,15 @@ pub struct GenerationConfig {
     pub expert: Option<String>,
 }
 
-/// The grammar generated methods are constrained to (llguidance Lark): a
-/// subset of WAT with folded instructions only, in the shape the ABI asks
-/// for: `uvm` imports, the exported memory, data segments, helper
-/// functions, then `invoke`. It rules out whole classes of mistakes (a
-/// missing or misnamed `invoke`, a second module); the audit and the
-/// compiler still check everything else.
-pub const WAT_GRAMMAR: &str = r#"start: "(module" import* memory data* helper* invoke ")"
-import: "(import" "\"uvm\"" STRING "(func" ID? param? result? ")" ")"
-memory: "(memory" "(export" "\"memory\"" ")" INT ")"
-data: "(data" "(i32.const" INT ")" STRING ")"
-helper: "(func" ID param? result? local* instr* ")"
-invoke: "(func" "(export" "\"invoke\"" ")" local* instr* ")"
-param: "(param" VALTYPE+ ")"
-result: "(result" VALTYPE ")"
-local: "(local" ID VALTYPE ")"
-instr: "(" OP arg* ")"
-arg: instr | INT | FLOAT | ID | STRING | VALTYPE
-OP: /[a-z][a-z0-9_]*(\.[a-z0-9_]+)?/
-ID: /\$[A-Za-z0-9_]+/
-VALTYPE: "i32" | "i64" | "f32" | "f64"
-INT: /-?[0-9]+/
-FLOAT: /-?[0-9]+\.[0-9]+/
-STRING: /"([^"\\]|\\.)*"/
-%ignore /[ \t\r\n]+/
+/// The grammar generated methods are constrained to (llguidance Lark):
+/// one `def` taking `self`, then an indented body, nothing else. It rules
+/// out prose, a second definition and a missing body; the compiler (the
+/// subset) and the audit check everything else, and their refusal is fed
+/// back for the next attempt.
+pub const PYTHON_GRAMMAR: &str = r#"start: "def " NAME "(self" PARAMS "):\n" LINE+
+NAME: /[a-z_][a-zA-Z0-9_]*/
+PARAMS: /(, [a-z_][a-zA-Z0-9_]*)*/
+LINE: /    [^\n]*\n/
 "#;
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Candidate>, ActorError>>>;
@@ -158,12 +147,24 @@ impl ModelTier {
         selector: &str,
         args: &[Value],
     ) -> Result<Candidate, ActorError> {
-        // The receiver's slots and what memory recalls, both blocking reads
+        // The receiver's slots along its parent* chain (nearest first, each
+        // object once, a few levels) and what memory recalls: blocking reads
         // on the space's I/O threads.
-        let slots = space
-            .read_committed_slots(receiver)
-            .await?
-            .unwrap_or_default();
+        let mut chain: Vec<(Oid, Vec<(String, Slot)>)> = Vec::new();
+        let mut next = vec![receiver];
+        while let Some(oid) = next.pop() {
+            if chain.len() >= MAX_CHAIN || chain.iter().any(|(o, _)| *o == oid) {
+                continue;
+            }
+            let slots = space.read_committed_slots(oid).await?.unwrap_or_default();
+            let parents = slots
+                .iter()
+                .find(|(name, _)| name == PARENT_SLOT)
+                .map(|(_, slot)| parent_oids(slot))
+                .unwrap_or_default();
+            next.extend(parents.into_iter().rev());
+            chain.push((oid, slots));
+        }
         let notes = match self.memory.get().cloned() {
             Some(catalog) => {
                 let words = split_selector(selector);
@@ -171,7 +172,7 @@ impl ModelTier {
             }
             None => Vec::new(),
         };
-        let prompt = build_prompt(receiver, selector, args, &slots, &notes);
+        let prompt = build_prompt(selector, args, &chain, &notes);
         let prompt_hash = hex::encode(Sha256::digest(prompt.as_bytes()));
         let mut feedback: Option<String> = None;
         let mut last_error = String::new();
@@ -179,7 +180,7 @@ impl ModelTier {
             let mut text = prompt.clone();
             if let Some(f) = &feedback {
                 text.push_str(&format!(
-                    "\n\nYour previous module was refused: {f}\nWrite a corrected module."
+                    "\n\nYour previous method was refused: {f}\nWrite a corrected method."
                 ));
             }
             let answer = self
@@ -189,7 +190,7 @@ impl ModelTier {
                         prompt: text,
                         expert: self.config.expert.clone(),
                         max_tokens: Some(self.config.max_tokens),
-                        constraint: Some(Constraint::Lark(WAT_GRAMMAR.to_string())),
+                        constraint: Some(Constraint::Lark(PYTHON_GRAMMAR.to_string())),
                     },
                     false,
                 )
@@ -208,8 +209,10 @@ impl ModelTier {
                     )));
                 }
             };
-            let wat = extract_module(&answer.text);
-            let checked = space.check_wat(wat.to_string()).await?;
+            let source = extract_def(&answer.text);
+            let checked = space
+                .check_python(selector.to_string(), source.clone())
+                .await?;
             match checked {
                 Ok(wasm) => {
                     self.outcomes.with_label_values(&["installed"]).inc();
@@ -228,7 +231,7 @@ impl ModelTier {
                             prompt_hash,
                             attempts: attempt,
                         },
-                        source: Some(MethodSource::wat(wat)),
+                        source: Some(MethodSource::python(source)),
                     });
                 }
                 Err(err) => {
@@ -299,39 +302,45 @@ fn split_selector(selector: &str) -> String {
     out
 }
 
-/// The `(module ...)` in a model's answer (it may wrap it in prose or a
-/// code fence).
-pub fn extract_module(text: &str) -> &str {
-    let Some(start) = text.find("(module") else {
-        return text.trim();
+/// The `def` in a model's answer (it may wrap it in prose or a code
+/// fence): from `def ` to the first line that is neither indented nor blank.
+pub fn extract_def(text: &str) -> String {
+    let Some(start) = text.find("def ") else {
+        return text.trim().to_string();
     };
-    let bytes = text.as_bytes();
-    let mut depth = 0i32;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate().skip(start) {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'(' => depth += 1,
-            b')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return &text[start..=i];
-                }
-            }
-            _ => {}
-        }
+    let mut lines = text[start..].lines();
+    let mut out = String::new();
+    if let Some(first) = lines.next() {
+        out.push_str(first);
+        out.push('\n');
     }
-    &text[start..]
+    for line in lines {
+        if !(line.starts_with(' ') || line.starts_with('\t') || line.trim().is_empty()) {
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The oids a `parent*` slot names.
+fn parent_oids(slot: &Slot) -> Vec<Oid> {
+    let Slot::Data(value) = slot else {
+        return Vec::new();
+    };
+    let refs = match value {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    refs.iter()
+        .filter_map(|r| {
+            r.as_map()?
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("$ref"))
+                .and_then(|(_, v)| v.as_u64())
+        })
+        .collect()
 }
 
 fn describe(value: &Value) -> String {
@@ -347,39 +356,49 @@ fn describe(value: &Value) -> String {
     s
 }
 
-/// The prompt: the ABI in brief, the receiver, the message, and memory.
+/// The prompt: the Python method subset in brief, worked examples, the
+/// receiver's slots along its chain, the message, and memory.
 pub fn build_prompt(
-    receiver: Oid,
     selector: &str,
     args: &[Value],
-    slots: &[(String, batos_object::slot::Slot)],
+    chain: &[(Oid, Vec<(String, Slot)>)],
     notes: &[String],
 ) -> String {
+    let name = selector.strip_suffix('_').unwrap_or(selector);
+    let params: Vec<String> = (0..args.len()).map(|i| format!("arg{i}")).collect();
     let mut p = String::from(
-        "Write one BAT OS method as a WebAssembly text module (WAT). Rules:\n\
-         - export (memory (export \"memory\") 1) and (func (export \"invoke\")) with no params or results;\n\
-         - import only from module \"uvm\": arg_count () -> i32; arg_i64 (idx i32, out i32) -> i32; \
-         slot_i64 (name_ptr i32, name_len i32, out i32) -> i32; set_slot_i64 (name_ptr i32, name_len i32, v i64) -> i32; \
-         arg_msgpack (idx i32, buf i32, cap i32) -> i32; slot_msgpack (name_ptr i32, name_len i32, buf i32, cap i32) -> i32; \
-         set_slot_msgpack (name_ptr i32, name_len i32, ptr i32, len i32) -> i32; return_i64 (v i64); \
-         return_msgpack (ptr i32, len i32) -> i32; self_oid () -> i64;\n\
-         - strings are UTF-8 bytes in memory (put names in a data segment); statuses < 0 are errors;\n\
-         - no start function, no other imports.\n\
-         Example:\n\
-         (module (import \"uvm\" \"return_i64\" (func $r (param i64))) (memory (export \"memory\") 1) \
-         (func (export \"invoke\") (call $r (i64.const 42))))\n\n",
+        "Write one BAT OS method in Python: a single `def NAME(self, ...):` with an indented body. \
+         `self.slot` reads a slot (inherited along parents too) and `self.slot = value` writes one; \
+         `obj.name(...)` sends a message to another object. Use only: int, float, str, bool, None, \
+         list, dict; arithmetic, comparisons, and/or/not, in; if/elif/else, while, for, return, raise; \
+         the builtins len str int float bool abs min max round sum sorted range isinstance; \
+         str methods upper lower strip split join startswith endswith replace; \
+         list methods append pop; dict methods get keys values items. \
+         No imports, classes, lambdas, comprehensions or print.\n\n\
+         Example: an object with slots width = 3 and height = 4 receives `area`:\n\
+         def area(self):\n    return self.width * self.height\n\n\
+         Example: an object with slot items = [] receives `add_` with 1 argument:\n\
+         def add(self, item):\n    self.items.append(item)\n    return len(self.items)\n\n",
     );
-    p.push_str(&format!("The receiver is object {receiver}. Its slots:\n"));
-    for (name, slot) in slots {
-        let shown = match slot {
-            batos_object::slot::Slot::Data(v) => describe(v),
-            batos_object::slot::Slot::Method(m) => format!("<method v{}>", m.version),
-            batos_object::slot::Slot::Primitive(_) => "<primitive>".into(),
-        };
-        p.push_str(&format!("- {name} = {shown}\n"));
+    for (i, (oid, slots)) in chain.iter().enumerate() {
+        if i == 0 {
+            p.push_str(&format!("The receiver is object {oid}. Its slots:\n"));
+        } else {
+            p.push_str(&format!(
+                "It inherits from object {oid}, whose slots are:\n"
+            ));
+        }
+        for (slot, value) in slots.iter().filter(|(n, _)| n != PARENT_SLOT) {
+            let shown = match value {
+                Slot::Data(v) => format!("{} ({})", describe(v), kind(v)),
+                Slot::Method(m) => format!("a method (version {})", m.version),
+                Slot::Primitive(_) => "a built-in method".into(),
+            };
+            p.push_str(&format!("- {slot} = {shown}\n"));
+        }
     }
     p.push_str(&format!(
-        "\nThe message: selector {selector:?} with {} argument(s): [{}].\n",
+        "\nThe message: `{selector}` with {} argument(s): [{}].\n",
         args.len(),
         args.iter().map(describe).collect::<Vec<_>>().join(", ")
     ));
@@ -389,8 +408,26 @@ pub fn build_prompt(
             p.push_str(&format!("- {n}\n"));
         }
     }
-    p.push_str("\nAnswer with the module only.\n");
+    p.push_str(&format!(
+        "\nAnswer with the method only, starting `def {name}(self{}):`.\n",
+        params.iter().map(|p| format!(", {p}")).collect::<String>()
+    ));
     p
+}
+
+/// A value's Python type, for the prompt.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Nil => "None",
+        Value::Boolean(_) => "bool",
+        Value::Integer(_) => "int",
+        Value::F32(_) | Value::F64(_) => "float",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Map(m) if m.len() == 1 && m[0].0.as_str() == Some("$ref") => "object",
+        Value::Map(_) => "dict",
+        _ => "bytes",
+    }
 }
 
 #[cfg(test)]
@@ -398,13 +435,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn extracts_the_module_from_prose_and_fences() {
-        let text = "Here you go:\n```wat\n(module (func (export \"invoke\") (drop (i32.const 1))) (data \")(\"))\n```\nDone.";
+    fn extracts_the_def_from_prose_and_fences() {
+        let text =
+            "Here you go:\n```python\ndef area(self):\n    x = 1\n\n    return x\n```\nDone.";
         assert_eq!(
-            extract_module(text),
-            "(module (func (export \"invoke\") (drop (i32.const 1))) (data \")(\"))"
+            extract_def(text),
+            "def area(self):\n    x = 1\n\n    return x\n"
         );
-        assert_eq!(extract_module("nothing"), "nothing");
+        assert_eq!(extract_def("nothing"), "nothing");
     }
 
     #[test]
