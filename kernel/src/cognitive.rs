@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batos_actors::ObjectSpace;
-use batos_cognition::generation::{GenerationConfig, ModelTier};
+use batos_cognition::generation::{GenerationConfig, Language, ModelTier};
 use batos_cognition::inference::experts::{ExpertManager, TierBudgets};
 use batos_cognition::inference::openai::{ExpertField, GrammarFormat, RemoteEngine, RemoteSpec};
 use batos_cognition::inference::scripted::ScriptedEngine;
@@ -194,6 +194,12 @@ pub async fn start(
                 attempts: config.dnu_attempts,
                 max_tokens: config.dnu_max_tokens.max(1),
                 expert: (!config.dnu_expert.is_empty()).then(|| config.dnu_expert.clone()),
+                language: Language::parse(&config.dnu_language).ok_or_else(|| {
+                    KernelError::Config(format!(
+                        "[inference] dnu_language {:?}: expected \"python\" or \"wat\"",
+                        config.dnu_language
+                    ))
+                })?,
             },
             registry,
         )?;

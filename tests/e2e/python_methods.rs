@@ -429,3 +429,35 @@ fn the_sdk_examples_in_python_do_what_the_rust_ones_do() {
         );
     }
 }
+
+/// Versions of one selector may be written in different languages, and
+/// rolling back crosses languages.
+#[test]
+fn rollback_works_across_languages() {
+    let k = Kernel::start();
+    let c = k.dealer();
+    let o = c.create(&[]);
+    install(&c, o, "answer", "def answer(self):\n    return 'python'\n").unwrap();
+    c.ok(
+        "create_method",
+        &[
+            ("oid", Value::from(o)),
+            ("selector", s("answer")),
+            (
+                "wat",
+                s(r#"(module (import "uvm" "return_i64" (func $r (param i64)))
+  (memory (export "memory") 1) (func (export "invoke") (call $r (i64.const 2))))"#),
+            ),
+        ],
+    );
+    assert_eq!(c.send_value(o, "answer", vec![]), Value::from(2));
+    c.send_value(o, "rollbackMethod_toVersion_", vec![s("answer"), Value::from(1)]);
+    assert_eq!(c.send_value(o, "answer", vec![]), s("python"));
+    let state = c.ok("get_full_state", &[("oid", Value::from(o))]);
+    let versions = must(must(&state, "methods"), "answer").as_array().unwrap().clone();
+    let languages: Vec<&str> = versions
+        .iter()
+        .map(|v| must(must(v, "source"), "language").as_str().unwrap())
+        .collect();
+    assert_eq!(languages, ["python", "wat"]);
+}

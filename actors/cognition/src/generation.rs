@@ -43,6 +43,29 @@ pub struct GenerationConfig {
     pub max_tokens: usize,
     /// The persona expert that writes methods (`None`: the base model).
     pub expert: Option<String>,
+    /// What the model writes methods in.
+    pub language: Language,
+}
+
+/// The language the model writes methods in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// One Python `def` (the default).
+    Python,
+    /// A WAT module against the ABI (the tier before Python methods; kept
+    /// as the benchmark's baseline and for models that write WAT better).
+    Wat,
+}
+
+impl Language {
+    /// From the configuration's name for it.
+    pub fn parse(name: &str) -> Option<Language> {
+        match name {
+            "python" => Some(Language::Python),
+            "wat" => Some(Language::Wat),
+            _ => None,
+        }
+    }
 }
 
 /// The grammar generated methods are constrained to (llguidance Lark):
@@ -54,6 +77,32 @@ pub const PYTHON_GRAMMAR: &str = r#"start: "def " NAME "(self" PARAMS "):\n" LIN
 NAME: /[a-z_][a-zA-Z0-9_]*/
 PARAMS: /(, [a-z_][a-zA-Z0-9_]*)*/
 LINE: /    [^\n]*\n/
+"#;
+
+/// The grammar of the WAT-writing tier (`dnu_language = "wat"`; llguidance
+/// Lark): a subset of WAT with folded instructions only, in the shape the ABI asks
+/// for: `uvm` imports, the exported memory, data segments, helper
+/// functions, then `invoke`. It rules out whole classes of mistakes (a
+/// missing or misnamed `invoke`, a second module); the audit and the
+/// compiler still check everything else.
+pub const WAT_GRAMMAR: &str = r#"start: "(module" import* memory data* helper* invoke ")"
+import: "(import" "\"uvm\"" STRING "(func" ID? param? result? ")" ")"
+memory: "(memory" "(export" "\"memory\"" ")" INT ")"
+data: "(data" "(i32.const" INT ")" STRING ")"
+helper: "(func" ID param? result? local* instr* ")"
+invoke: "(func" "(export" "\"invoke\"" ")" local* instr* ")"
+param: "(param" VALTYPE+ ")"
+result: "(result" VALTYPE ")"
+local: "(local" ID VALTYPE ")"
+instr: "(" OP arg* ")"
+arg: instr | INT | FLOAT | ID | STRING | VALTYPE
+OP: /[a-z][a-z0-9_]*(\.[a-z0-9_]+)?/
+ID: /\$[A-Za-z0-9_]+/
+VALTYPE: "i32" | "i64" | "f32" | "f64"
+INT: /-?[0-9]+/
+FLOAT: /-?[0-9]+\.[0-9]+/
+STRING: /"([^"\\]|\\.)*"/
+%ignore /[ \t\r\n]+/
 "#;
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Candidate>, ActorError>>>;
@@ -172,7 +221,20 @@ impl ModelTier {
             }
             None => Vec::new(),
         };
-        let prompt = build_prompt(selector, args, &chain, &notes);
+        let prompt = match self.config.language {
+            Language::Python => build_prompt(selector, args, &chain, &notes),
+            Language::Wat => build_wat_prompt(
+                receiver,
+                selector,
+                args,
+                chain.first().map(|(_, s)| s.as_slice()).unwrap_or_default(),
+                &notes,
+            ),
+        };
+        let grammar = match self.config.language {
+            Language::Python => PYTHON_GRAMMAR,
+            Language::Wat => WAT_GRAMMAR,
+        };
         let prompt_hash = hex::encode(Sha256::digest(prompt.as_bytes()));
         let mut feedback: Option<String> = None;
         let mut last_error = String::new();
@@ -190,7 +252,7 @@ impl ModelTier {
                         prompt: text,
                         expert: self.config.expert.clone(),
                         max_tokens: Some(self.config.max_tokens),
-                        constraint: Some(Constraint::Lark(PYTHON_GRAMMAR.to_string())),
+                        constraint: Some(Constraint::Lark(grammar.to_string())),
                     },
                     false,
                 )
@@ -209,10 +271,20 @@ impl ModelTier {
                     )));
                 }
             };
-            let source = extract_def(&answer.text);
-            let checked = space
-                .check_python(selector.to_string(), source.clone())
-                .await?;
+            let (source, checked) = match self.config.language {
+                Language::Python => {
+                    let text = extract_def(&answer.text);
+                    let checked = space
+                        .check_python(selector.to_string(), text.clone())
+                        .await?;
+                    (MethodSource::python(text), checked)
+                }
+                Language::Wat => {
+                    let text = extract_module(&answer.text).to_string();
+                    let checked = space.check_wat(text.clone()).await?;
+                    (MethodSource::wat(text), checked)
+                }
+            };
             match checked {
                 Ok(wasm) => {
                     self.outcomes.with_label_values(&["installed"]).inc();
@@ -231,7 +303,7 @@ impl ModelTier {
                             prompt_hash,
                             attempts: attempt,
                         },
-                        source: Some(MethodSource::python(source)),
+                        source: Some(source),
                     });
                 }
                 Err(err) => {
@@ -324,6 +396,41 @@ pub fn extract_def(text: &str) -> String {
     out
 }
 
+/// The `(module ...)` in a model's answer (it may wrap it in prose or a
+/// code fence).
+pub fn extract_module(text: &str) -> &str {
+    let Some(start) = text.find("(module") else {
+        return text.trim();
+    };
+    let bytes = text.as_bytes();
+    let mut depth = 0i32;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate().skip(start) {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[start..=i];
+                }
+            }
+            _ => {}
+        }
+    }
+    &text[start..]
+}
+
 /// The oids a `parent*` slot names.
 fn parent_oids(slot: &Slot) -> Vec<Oid> {
     let Slot::Data(value) = slot else {
@@ -412,6 +519,52 @@ pub fn build_prompt(
         "\nAnswer with the method only, starting `def {name}(self{}):`.\n",
         params.iter().map(|p| format!(", {p}")).collect::<String>()
     ));
+    p
+}
+
+/// The WAT tier's prompt: the ABI in brief, the receiver, the message, and memory.
+pub fn build_wat_prompt(
+    receiver: Oid,
+    selector: &str,
+    args: &[Value],
+    slots: &[(String, batos_object::slot::Slot)],
+    notes: &[String],
+) -> String {
+    let mut p = String::from(
+        "Write one BAT OS method as a WebAssembly text module (WAT). Rules:\n\
+         - export (memory (export \"memory\") 1) and (func (export \"invoke\")) with no params or results;\n\
+         - import only from module \"uvm\": arg_count () -> i32; arg_i64 (idx i32, out i32) -> i32; \
+         slot_i64 (name_ptr i32, name_len i32, out i32) -> i32; set_slot_i64 (name_ptr i32, name_len i32, v i64) -> i32; \
+         arg_msgpack (idx i32, buf i32, cap i32) -> i32; slot_msgpack (name_ptr i32, name_len i32, buf i32, cap i32) -> i32; \
+         set_slot_msgpack (name_ptr i32, name_len i32, ptr i32, len i32) -> i32; return_i64 (v i64); \
+         return_msgpack (ptr i32, len i32) -> i32; self_oid () -> i64;\n\
+         - strings are UTF-8 bytes in memory (put names in a data segment); statuses < 0 are errors;\n\
+         - no start function, no other imports.\n\
+         Example:\n\
+         (module (import \"uvm\" \"return_i64\" (func $r (param i64))) (memory (export \"memory\") 1) \
+         (func (export \"invoke\") (call $r (i64.const 42))))\n\n",
+    );
+    p.push_str(&format!("The receiver is object {receiver}. Its slots:\n"));
+    for (name, slot) in slots {
+        let shown = match slot {
+            batos_object::slot::Slot::Data(v) => describe(v),
+            batos_object::slot::Slot::Method(m) => format!("<method v{}>", m.version),
+            batos_object::slot::Slot::Primitive(_) => "<primitive>".into(),
+        };
+        p.push_str(&format!("- {name} = {shown}\n"));
+    }
+    p.push_str(&format!(
+        "\nThe message: selector {selector:?} with {} argument(s): [{}].\n",
+        args.len(),
+        args.iter().map(describe).collect::<Vec<_>>().join(", ")
+    ));
+    if !notes.is_empty() {
+        p.push_str("\nWhat memory knows about it:\n");
+        for n in notes {
+            p.push_str(&format!("- {n}\n"));
+        }
+    }
+    p.push_str("\nAnswer with the module only.\n");
     p
 }
 

@@ -346,6 +346,8 @@ pub struct InferenceConfig {
     pub dnu_max_tokens: usize,
     /// doesNotUnderstand: the persona expert that writes methods ("" = base model).
     pub dnu_expert: String,
+    /// doesNotUnderstand: what the model writes methods in ("python" or "wat").
+    pub dnu_language: String,
     /// engine "openai": the server's API base URL (`http://HOST:PORT/v1`).
     pub remote_url: String,
     /// engine "openai": the model's name at the server ("" = the first it lists).
@@ -385,6 +387,7 @@ impl Default for InferenceConfig {
             dnu_attempts: 3,
             dnu_max_tokens: 512,
             dnu_expert: String::new(),
+            dnu_language: "python".into(),
             remote_url: String::new(),
             remote_model: String::new(),
             remote_api_key_file: PathBuf::new(),
