@@ -451,10 +451,17 @@ fn rollback_works_across_languages() {
         ],
     );
     assert_eq!(c.send_value(o, "answer", vec![]), Value::from(2));
-    c.send_value(o, "rollbackMethod_toVersion_", vec![s("answer"), Value::from(1)]);
+    c.send_value(
+        o,
+        "rollbackMethod_toVersion_",
+        vec![s("answer"), Value::from(1)],
+    );
     assert_eq!(c.send_value(o, "answer", vec![]), s("python"));
     let state = c.ok("get_full_state", &[("oid", Value::from(o))]);
-    let versions = must(must(&state, "methods"), "answer").as_array().unwrap().clone();
+    let versions = must(must(&state, "methods"), "answer")
+        .as_array()
+        .unwrap()
+        .clone();
     let languages: Vec<&str> = versions
         .iter()
         .map(|v| must(must(v, "source"), "language").as_str().unwrap())

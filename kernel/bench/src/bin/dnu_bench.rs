@@ -13,7 +13,7 @@
 #[path = "support/kernel.rs"]
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
@@ -62,7 +62,7 @@ struct Intent {
     reference: String,
 }
 
-fn load(path: &PathBuf) -> Result<Vec<Intent>> {
+fn load(path: &Path) -> Result<Vec<Intent>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let doc: Json = serde_json::from_str(&text)?;
     doc["intents"]
@@ -192,7 +192,7 @@ struct Row {
 }
 
 fn measure(
-    batos: &PathBuf,
+    batos: &Path,
     config: &str,
     intents: &[Intent],
 ) -> Result<(usize, usize, f64, Vec<String>)> {
