@@ -509,12 +509,7 @@ pub fn build_prompt(
         args.len(),
         args.iter().map(describe).collect::<Vec<_>>().join(", ")
     ));
-    if !notes.is_empty() {
-        p.push_str("\nWhat memory knows about it:\n");
-        for n in notes {
-            p.push_str(&format!("- {n}\n"));
-        }
-    }
+    push_notes(&mut p, notes);
     p.push_str(&format!(
         "\nAnswer with the method only, starting `def {name}(self{}):`.\n",
         params.iter().map(|p| format!(", {p}")).collect::<String>()
@@ -558,14 +553,19 @@ pub fn build_wat_prompt(
         args.len(),
         args.iter().map(describe).collect::<Vec<_>>().join(", ")
     ));
+    push_notes(&mut p, notes);
+    p.push_str("\nAnswer with the module only.\n");
+    p
+}
+
+/// What memory recalls, for a prompt.
+fn push_notes(p: &mut String, notes: &[String]) {
     if !notes.is_empty() {
         p.push_str("\nWhat memory knows about it:\n");
         for n in notes {
             p.push_str(&format!("- {n}\n"));
         }
     }
-    p.push_str("\nAnswer with the module only.\n");
-    p
 }
 
 /// A value's Python type, for the prompt.

@@ -382,17 +382,13 @@ impl Gen {
     fn assign(&mut self, target: &Target, value: &Expr, op: Option<i32>) -> Result<(), Refusal> {
         match target {
             Target::Name(n) => {
-                self.i(Instruction::I32Const(self.slot(n)));
-                if let Some(op) = op {
-                    self.i(Instruction::I32Const(self.slot(n)));
-                    self.text(n);
-                    self.call("py_load");
-                    self.expr(value)?;
-                    self.i(Instruction::I32Const(op));
-                    self.call("py_binop");
-                } else {
-                    self.expr(value)?;
-                }
+                let slot = self.slot(n);
+                self.i(Instruction::I32Const(slot));
+                self.updated(value, op, |g| {
+                    g.i(Instruction::I32Const(slot));
+                    g.text(n);
+                    g.call("py_load");
+                })?;
                 self.call("py_store");
             }
             Target::Tuple(names) => {
@@ -402,16 +398,11 @@ impl Gen {
                 let (o, v) = (self.local(), self.local());
                 self.expr(obj)?;
                 self.i(Instruction::LocalSet(o));
-                if let Some(op) = op {
-                    self.i(Instruction::LocalGet(o));
-                    self.text(name);
-                    self.call("py_getattr");
-                    self.expr(value)?;
-                    self.i(Instruction::I32Const(op));
-                    self.call("py_binop");
-                } else {
-                    self.expr(value)?;
-                }
+                self.updated(value, op, |g| {
+                    g.i(Instruction::LocalGet(o));
+                    g.text(name);
+                    g.call("py_getattr");
+                })?;
                 self.i(Instruction::LocalSet(v));
                 self.i(Instruction::LocalGet(o));
                 self.text(name);
@@ -424,22 +415,36 @@ impl Gen {
                 self.i(Instruction::LocalSet(ha));
                 self.expr(i)?;
                 self.i(Instruction::LocalSet(hi));
-                if let Some(op) = op {
-                    self.i(Instruction::LocalGet(ha));
-                    self.i(Instruction::LocalGet(hi));
-                    self.call("py_getitem");
-                    self.expr(value)?;
-                    self.i(Instruction::I32Const(op));
-                    self.call("py_binop");
-                } else {
-                    self.expr(value)?;
-                }
+                self.updated(value, op, |g| {
+                    g.i(Instruction::LocalGet(ha));
+                    g.i(Instruction::LocalGet(hi));
+                    g.call("py_getitem");
+                })?;
                 self.i(Instruction::LocalSet(hv));
                 self.i(Instruction::LocalGet(ha));
                 self.i(Instruction::LocalGet(hi));
                 self.i(Instruction::LocalGet(hv));
                 self.call("py_setitem");
             }
+        }
+        Ok(())
+    }
+
+    /// `value`, or for an augmented assignment the current value (pushed by
+    /// `current`) OP `value`.
+    fn updated(
+        &mut self,
+        value: &Expr,
+        op: Option<i32>,
+        current: impl FnOnce(&mut Gen),
+    ) -> Result<(), Refusal> {
+        if let Some(op) = op {
+            current(self);
+            self.expr(value)?;
+            self.i(Instruction::I32Const(op));
+            self.call("py_binop");
+        } else {
+            self.expr(value)?;
         }
         Ok(())
     }
