@@ -199,6 +199,13 @@ fn limits_and_errors_end_as_method_trap_keeping_nothing() {
             "def huge(self):\n    self.n = 4\n    s = 'x'\n    while True:\n        s = s + s\n",
             "Error|fuel",
         ),
+        // A list that contains itself: printed with "...", refused as a
+        // value to keep, and nothing hangs.
+        (
+            "cycle",
+            "def cycle(self):\n    self.n = 5\n    l = [1]\n    l.append(l)\n    s = str(l)\n    self.x = l\n",
+            "ValueError",
+        ),
         (
             "attribute",
             "def attribute(self):\n    return self.missing\n",

@@ -25,6 +25,10 @@ pub const MAX_BYTES: usize = 64 << 20;
 const MAX_TEMPS: usize = 1 << 20;
 /// Local variable slots one method may have.
 pub const MAX_LOCALS: usize = 4096;
+/// Deepest nesting walked when a value is converted, printed or compared
+/// (a list may contain itself). No lock is held while walking into an
+/// item: every walk works on a copy of a container's items.
+const MAX_DEPTH: usize = 100;
 
 /// A Python value.
 #[derive(Clone, Debug)]
@@ -294,6 +298,17 @@ pub fn from_value(value: &Value, st: &mut PyState) -> R<PyVal> {
 
 /// A Python value as the protocol's.
 pub fn to_value(value: &PyVal) -> R<Value> {
+    to_value_at(value, 0)
+}
+
+fn to_value_at(value: &PyVal, depth: usize) -> R<Value> {
+    if depth > MAX_DEPTH {
+        return err(
+            "ValueError",
+            format!("a value nested deeper than {MAX_DEPTH} levels (or containing itself)"),
+        );
+    }
+    let to_value = |v: &PyVal| to_value_at(v, depth + 1);
     Ok(match value {
         PyVal::None => Value::Nil,
         PyVal::Bool(b) => Value::Boolean(*b),
@@ -301,17 +316,25 @@ pub fn to_value(value: &PyVal) -> R<Value> {
         PyVal::Float(f) => Value::F64(*f),
         PyVal::Str(s) => Value::from(&**s),
         PyVal::List(items) => {
-            Value::Array(items.lock().iter().map(to_value).collect::<R<Vec<_>>>()?)
+            let items = items.lock().clone();
+            Value::Array(items.iter().map(to_value).collect::<R<Vec<_>>>()?)
         }
-        PyVal::Dict(items) => Value::Map(
-            items
-                .lock()
+        PyVal::Dict(items) => {
+            let items = items.lock().clone();
+            Value::Map(
+                items
+                    .iter()
+                    .map(|(k, v)| Ok((Value::from(k.as_str()), to_value(v)?)))
+                    .collect::<R<Vec<_>>>()?,
+            )
+        }
+        PyVal::Ref(oid) => Value::Map(vec![(Value::from("$ref"), Value::from(*oid))]),
+        PyVal::Range(..) => Value::Array(
+            range_items(value)?
                 .iter()
-                .map(|(k, v)| Ok((Value::from(k.as_str()), to_value(v)?)))
+                .map(to_value)
                 .collect::<R<Vec<_>>>()?,
         ),
-        PyVal::Ref(oid) => Value::Map(vec![(Value::from("$ref"), Value::from(*oid))]),
-        PyVal::Range(..) => to_value(&PyVal::List(Arc::new(Mutex::new(range_items(value)?))))?,
         PyVal::Iter(_) => return err("TypeError", "an iterator is not a value to keep"),
     })
 }
@@ -419,14 +442,26 @@ fn str_repr(s: &str) -> String {
 
 /// `repr(x)`.
 pub fn repr(value: &PyVal) -> String {
+    repr_at(value, 0)
+}
+
+fn repr_at(value: &PyVal, depth: usize) -> String {
     match value {
         PyVal::Str(s) => str_repr(s),
-        other => to_str(other),
+        other => str_at(other, depth),
     }
 }
 
 /// `str(x)`.
 pub fn to_str(value: &PyVal) -> String {
+    str_at(value, 0)
+}
+
+fn str_at(value: &PyVal, depth: usize) -> String {
+    if depth > MAX_DEPTH {
+        return "...".into();
+    }
+    let repr = |v: &PyVal| repr_at(v, depth + 1);
     match value {
         PyVal::None => "None".into(),
         PyVal::Bool(true) => "True".into(),
@@ -435,12 +470,13 @@ pub fn to_str(value: &PyVal) -> String {
         PyVal::Float(f) => float_repr(*f),
         PyVal::Str(s) => s.to_string(),
         PyVal::List(items) => {
-            let items: Vec<String> = items.lock().iter().map(repr).collect();
+            let items = items.lock().clone();
+            let items: Vec<String> = items.iter().map(repr).collect();
             format!("[{}]", items.join(", "))
         }
         PyVal::Dict(items) => {
+            let items = items.lock().clone();
             let items: Vec<String> = items
-                .lock()
                 .iter()
                 .map(|(k, v)| format!("{}: {}", str_repr(k), repr(v)))
                 .collect();
@@ -687,6 +723,14 @@ pub const NOT_IN: i32 = 7;
 
 /// `a == b`.
 pub fn equal(a: &PyVal, b: &PyVal) -> bool {
+    equal_at(a, b, 0)
+}
+
+fn equal_at(a: &PyVal, b: &PyVal, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    let equal = |a: &PyVal, b: &PyVal| equal_at(a, b, depth + 1);
     if let (Some(x), Some(y)) = (num(a), num(b)) {
         return match (x, y) {
             (Num::I(x), Num::I(y)) => x == y,
@@ -721,6 +765,13 @@ pub fn equal(a: &PyVal, b: &PyVal) -> bool {
 
 /// Ordering of `a` and `b`, where Python defines one.
 pub fn order(a: &PyVal, b: &PyVal) -> R<Ordering> {
+    order_at(a, b, 0)
+}
+
+fn order_at(a: &PyVal, b: &PyVal, depth: usize) -> R<Ordering> {
+    if depth > MAX_DEPTH {
+        return err("RecursionError", "comparing values nested too deep");
+    }
     if let (Some(x), Some(y)) = (num(a), num(b)) {
         let o = match (x, y) {
             (Num::I(x), Num::I(y)) => Some(x.cmp(&y)),
@@ -736,8 +787,8 @@ pub fn order(a: &PyVal, b: &PyVal) -> R<Ordering> {
         (PyVal::List(x), PyVal::List(y)) => {
             let (x, y) = (x.lock().clone(), y.lock().clone());
             for (a, b) in x.iter().zip(&y) {
-                if !equal(a, b) {
-                    return order(a, b);
+                if !equal_at(a, b, depth + 1) {
+                    return order_at(a, b, depth + 1);
                 }
             }
             Ok(x.len().cmp(&y.len()))
@@ -802,7 +853,7 @@ fn contains(st: &mut PyState, container: &PyVal, item: &PyVal) -> R<bool> {
             ),
         },
         PyVal::List(items) => {
-            let items = items.lock();
+            let items = items.lock().clone();
             st.work += items.len() as u64;
             Ok(items.iter().any(|x| equal(x, item)))
         }
@@ -1389,12 +1440,20 @@ pub fn method(st: &mut PyState, value: &PyVal, name: &str, args: Vec<PyVal>) -> 
                             }
                         }
                     }
+                    st.account(s.len().saturating_mul(texts.len()))?;
                     st.new_str(texts.join(s))
                 }
                 "startswith" => Ok(PyVal::Bool(s.starts_with(&*arg_str(0)?))),
                 "endswith" => Ok(PyVal::Bool(s.ends_with(&*arg_str(0)?))),
                 "replace" => {
                     let (from, to) = (arg_str(0)?, arg_str(1)?);
+                    // What the result will take, counted before it is made.
+                    let matches = if from.is_empty() {
+                        s.chars().count() + 1
+                    } else {
+                        s.matches(&*from).count()
+                    };
+                    st.account(matches.saturating_mul(to.len()))?;
                     let out = s.replace(&*from, &to);
                     st.new_str(out)
                 }
@@ -1444,7 +1503,8 @@ pub fn method(st: &mut PyState, value: &PyVal, name: &str, args: Vec<PyVal>) -> 
             }
             "index" => {
                 arity(name, &args, 1, 1)?;
-                let items = items.lock();
+                let items = items.lock().clone();
+                st.work += items.len() as u64;
                 items
                     .iter()
                     .position(|x| equal(x, &args[0]))
@@ -1455,8 +1515,10 @@ pub fn method(st: &mut PyState, value: &PyVal, name: &str, args: Vec<PyVal>) -> 
             }
             "count" => {
                 arity(name, &args, 1, 1)?;
+                let items = items.lock().clone();
+                st.work += items.len() as u64;
                 Ok(PyVal::Int(
-                    items.lock().iter().filter(|x| equal(x, &args[0])).count() as i64,
+                    items.iter().filter(|x| equal(x, &args[0])).count() as i64,
                 ))
             }
             "extend" => {
@@ -1582,6 +1644,43 @@ mod tests {
         ] {
             assert_eq!(float_repr(x), want, "{x}");
         }
+    }
+
+    #[test]
+    fn a_list_containing_itself_is_printed_compared_and_refused_without_hanging() {
+        let mut st = PyState::default();
+        let l = st.new_list(vec![PyVal::Int(1)]).unwrap();
+        method(&mut st, &l, "append", vec![l.clone()]).unwrap();
+        assert!(to_str(&l).contains("..."));
+        assert!(
+            to_value(&l).is_err(),
+            "a value to keep cannot contain itself"
+        );
+        let other = st.new_list(vec![l.clone()]).unwrap();
+        assert!(!equal(&l, &other));
+        assert!(method(&mut st, &l, "count", vec![other.clone()]).is_ok());
+        assert!(method(&mut st, &l, "index", vec![l.clone()]).is_ok());
+        assert!(compare(&mut st, IN, &other, &l).is_ok());
+    }
+
+    #[test]
+    fn results_are_counted_before_they_are_made() {
+        let mut st = PyState::default();
+        let s = st.new_str("a".repeat(1 << 20)).unwrap();
+        let big = PyVal::Str("b".repeat(1 << 20).into());
+        assert!(method(
+            &mut st,
+            &s,
+            "replace",
+            vec![PyVal::Str("a".into()), big.clone()]
+        )
+        .is_err());
+        let mut st = PyState::default();
+        let items = st.new_list(vec![PyVal::Str("x".into()); 1 << 10]).unwrap();
+        assert!(
+            method(&mut st, &big, "join", vec![items]).is_err(),
+            "a 1 MiB separator 1,024 times is over the budget"
+        );
     }
 
     #[test]
