@@ -510,6 +510,19 @@ pub fn build_prompt(
         args.iter().map(describe).collect::<Vec<_>>().join(", ")
     ));
     push_notes(&mut p, notes);
+    // Small models copy the examples' slot names: say which exist here.
+    let names: Vec<String> = chain
+        .iter()
+        .flat_map(|(_, slots)| slots.iter().map(|(n, _)| n))
+        .filter(|n| *n != PARENT_SLOT)
+        .map(|n| format!("self.{n}"))
+        .collect();
+    if !names.is_empty() {
+        p.push_str(&format!(
+            "\nThe receiver's slots are {}; it has no other slots.\n",
+            names.join(", ")
+        ));
+    }
     p.push_str(&format!(
         "\nAnswer with the method only, starting `def {name}(self{}):`.\n",
         params.iter().map(|p| format!(", {p}")).collect::<String>()
