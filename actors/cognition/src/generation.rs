@@ -510,12 +510,13 @@ pub fn build_prompt(
         args.iter().map(describe).collect::<Vec<_>>().join(", ")
     ));
     push_notes(&mut p, notes);
-    // Small models copy the examples' slot names: say which exist here.
+    // Small models copy the examples' slot names: say which data slots
+    // exist here.
     let names: Vec<String> = chain
         .iter()
-        .flat_map(|(_, slots)| slots.iter().map(|(n, _)| n))
-        .filter(|n| *n != PARENT_SLOT)
-        .map(|n| format!("self.{n}"))
+        .flat_map(|(_, slots)| slots.iter())
+        .filter(|(n, slot)| n != PARENT_SLOT && matches!(slot, Slot::Data(_)))
+        .map(|(n, _)| format!("self.{n}"))
         .collect();
     if !names.is_empty() {
         p.push_str(&format!(
