@@ -1,6 +1,7 @@
 //! The `batos` subcommands for people: values in and out as JSON, exit
 //! codes scripts can trust (see [`ExitCode`]).
 
+use batos_object::value::map_field as field;
 use rmpv::Value;
 
 use batos_client::{Client, ClientError, Curve};
@@ -298,33 +299,26 @@ fn build(request: Request) -> Result<Call, String> {
 /// The text version `version` (default: the active one) of `selector` was
 /// written in, from a `get_full_state` result.
 fn source_text(state: &Value, selector: &str, version: Option<u64>) -> Result<String, String> {
-    let field = |v: &'_ Value, key: &str| -> Option<Value> {
-        v.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v.clone())
-    };
     let version = match version {
         Some(v) => v,
         None => field(state, "slots")
-            .and_then(|slots| field(&slots, selector))
-            .and_then(|slot| field(&slot, "$method"))
-            .and_then(|m| field(&m, "version"))
+            .and_then(|slots| field(slots, selector))
+            .and_then(|slot| field(slot, "$method"))
+            .and_then(|m| field(m, "version"))
             .and_then(|v| v.as_u64())
             .ok_or_else(|| format!("the object has no method {selector:?}"))?,
     };
     let record = field(state, "methods")
-        .and_then(|methods| field(&methods, selector))
+        .and_then(|methods| field(methods, selector))
         .and_then(|versions| {
             versions
                 .as_array()?
                 .iter()
                 .find(|r| field(r, "version").and_then(|v| v.as_u64()) == Some(version))
-                .cloned()
         })
         .ok_or_else(|| format!("{selector:?} has no version {version}"))?;
-    field(&record, "source")
-        .and_then(|source| field(&source, "text"))
+    field(record, "source")
+        .and_then(|source| field(source, "text"))
         .and_then(|text| text.as_str().map(str::to_owned))
         .ok_or_else(|| {
             format!(

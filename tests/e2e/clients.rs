@@ -345,12 +345,6 @@ fn requests_after_a_large_one_keep_their_order() {
     }
 }
 
-/// A guest SDK example built by tests/build.rs.
-fn example(name: &str) -> Vec<u8> {
-    let dir = env!("BATOS_GUEST_EXAMPLES");
-    std::fs::read(format!("{dir}/{name}.wasm")).unwrap_or_else(|e| panic!("{dir}/{name}.wasm: {e}"))
-}
-
 /// Writes `exploded`, then traps: nothing may be kept.
 const EXPLODE: &str = r#"(module
   (import "uvm" "set_slot_i64" (func $set (param i32 i32 i64) (result i32)))
@@ -390,12 +384,12 @@ fn a_burst_of_many_objects_conflicts_and_errors_keeps_order_and_answers_once() {
         &[
             ("oid", Value::from(shared)),
             ("selector", s("increment")),
-            ("wasm", Value::Binary(example("counter"))),
+            ("wasm", Value::Binary(guest_example("counter"))),
         ],
     );
     let base = c.create(&[]);
     for (selector, code) in [
-        ("forward", ("wasm", Value::Binary(example("forward")))),
+        ("forward", ("wasm", Value::Binary(guest_example("forward")))),
         ("explode", ("wat", s(EXPLODE))),
     ] {
         c.ok(

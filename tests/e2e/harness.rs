@@ -1679,6 +1679,12 @@ pub fn cli(args: &[&str]) -> CliOutput {
     }
 }
 
+/// A guest SDK example built by tests/build.rs (`counter`, `forward`, ...).
+pub fn guest_example(name: &str) -> Vec<u8> {
+    let dir = env!("BATOS_GUEST_EXAMPLES");
+    std::fs::read(format!("{dir}/{name}.wasm")).unwrap_or_else(|e| panic!("{dir}/{name}.wasm: {e}"))
+}
+
 /// A loopback TCP port with nothing listening on it (bound, then released).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -5,12 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// A guest SDK example built by tests/build.rs.
-fn example(name: &str) -> Vec<u8> {
-    let dir = env!("BATOS_GUEST_EXAMPLES");
-    std::fs::read(format!("{dir}/{name}.wasm")).unwrap_or_else(|e| panic!("{dir}/{name}.wasm: {e}"))
-}
-
 fn install_wat(c: &Client, oid: impl Into<Value>, selector: &str, wat: &str) -> Value {
     c.ok(
         "create_method",
@@ -263,7 +257,7 @@ fn cross_object_and_reentrant_sends_share_one_transaction() {
     assert_eq!(c.get(b, "count").as_i64(), Some(1), "b's own slot");
     assert_eq!(c.get(a, "count").as_i64(), Some(1), "a's own slot");
     // The SDK's forward example sends `increment` to the object in arg 0.
-    install_wasm(&c, base, "forward", example("forward"));
+    install_wasm(&c, base, "forward", guest_example("forward"));
     let r = c.send(a, "forward", vec![Value::from(b)]).unwrap();
     assert_eq!(value(&r).as_i64(), Some(2));
     assert_eq!(c.get(b, "count").as_i64(), Some(2));
@@ -308,7 +302,7 @@ fn counter_example_persists_across_restart() {
     let k = Kernel::start();
     let c = k.dealer();
     let o = c.create(&[]);
-    install_wasm(&c, o, "increment", example("counter"));
+    install_wasm(&c, o, "increment", guest_example("counter"));
     for _ in 0..3 {
         c.send(o, "increment", vec![]).unwrap();
     }
@@ -325,9 +319,9 @@ fn transfer_example_is_all_or_nothing() {
     let k = Kernel::start();
     let c = k.dealer();
     let account = c.create(&[]);
-    install_wasm(&c, account, "deposit_", example("account_deposit"));
-    install_wasm(&c, account, "withdraw_", example("account_withdraw"));
-    install_wasm(&c, account, "transfer", example("transfer"));
+    install_wasm(&c, account, "deposit_", guest_example("account_deposit"));
+    install_wasm(&c, account, "withdraw_", guest_example("account_withdraw"));
+    install_wasm(&c, account, "transfer", guest_example("transfer"));
     let alice = c.create(&[
         ("parent*", parents(&[account])),
         ("balance", Value::from(100)),

@@ -274,12 +274,6 @@ fn constructs_outside_the_subset_are_refused_at_install_with_their_line() {
     );
 }
 
-/// A guest SDK example built by tests/build.rs.
-fn example(name: &str) -> Vec<u8> {
-    let dir = env!("BATOS_GUEST_EXAMPLES");
-    std::fs::read(format!("{dir}/{name}.wasm")).unwrap_or_else(|e| panic!("{dir}/{name}.wasm: {e}"))
-}
-
 #[test]
 fn python_calls_wat_calls_python_reads_delegate_and_survive_a_restart() {
     let k = Kernel::start();
@@ -302,7 +296,7 @@ fn python_calls_wat_calls_python_reads_delegate_and_survive_a_restart() {
         &[
             ("oid", Value::from(b)),
             ("selector", s("forward_")),
-            ("wasm", Value::Binary(example("forward"))),
+            ("wasm", Value::Binary(guest_example("forward"))),
         ],
     );
     install(
@@ -398,7 +392,7 @@ fn the_sdk_examples_in_python_do_what_the_rust_ones_do() {
             &[
                 ("oid", Value::from(rust_account)),
                 ("selector", s(selector)),
-                ("wasm", Value::Binary(example(name))),
+                ("wasm", Value::Binary(guest_example(name))),
             ],
         );
     }

@@ -29,7 +29,7 @@ use batos_actors::{Candidate, MethodRequest, MethodWriter, ObjectSpace};
 use batos_memory::{Catalog, SearchQuery};
 use batos_object::error::ActorError;
 use batos_object::slot::{MethodSource, Provenance, Slot};
-use batos_object::value::{Oid, Value, PARENT_SLOT};
+use batos_object::value::{as_ref, parse_parents, Oid, Value, PARENT_SLOT};
 
 /// Objects of the receiver's chain the prompt shows.
 const MAX_CHAIN: usize = 4;
@@ -209,7 +209,10 @@ impl ModelTier {
             let parents = slots
                 .iter()
                 .find(|(name, _)| name == PARENT_SLOT)
-                .map(|(_, slot)| parent_oids(slot))
+                .and_then(|(_, slot)| match slot {
+                    Slot::Data(value) => parse_parents(value).ok(),
+                    _ => None,
+                })
                 .unwrap_or_default();
             next.extend(parents.into_iter().rev());
             chain.push((oid, slots));
@@ -431,25 +434,6 @@ pub fn extract_module(text: &str) -> &str {
     &text[start..]
 }
 
-/// The oids a `parent*` slot names.
-fn parent_oids(slot: &Slot) -> Vec<Oid> {
-    let Slot::Data(value) = slot else {
-        return Vec::new();
-    };
-    let refs = match value {
-        Value::Array(items) => items.clone(),
-        other => vec![other.clone()],
-    };
-    refs.iter()
-        .filter_map(|r| {
-            r.as_map()?
-                .iter()
-                .find(|(k, _)| k.as_str() == Some("$ref"))
-                .and_then(|(_, v)| v.as_u64())
-        })
-        .collect()
-}
-
 fn describe(value: &Value) -> String {
     let mut s = value.to_string();
     if s.len() > 120 {
@@ -591,7 +575,7 @@ fn kind(value: &Value) -> &'static str {
         Value::F32(_) | Value::F64(_) => "float",
         Value::String(_) => "str",
         Value::Array(_) => "list",
-        Value::Map(m) if m.len() == 1 && m[0].0.as_str() == Some("$ref") => "object",
+        Value::Map(_) if as_ref(value).is_some() => "object",
         Value::Map(_) => "dict",
         _ => "bytes",
     }

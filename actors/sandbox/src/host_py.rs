@@ -106,9 +106,9 @@ pub(crate) fn define(linker: &mut Linker<Guest>) -> Result<()> {
         m,
         "py_load",
         |mut caller: Caller<'_, Guest>, slot: i32, np: i32, nl: i32| -> Result<i32> {
-            let v = match st(&mut caller).load(slot, "") {
-                Ok(v) => v,
-                Err(_) => {
+            let v = match st(&mut caller).load(slot) {
+                Some(v) => v,
+                None => {
                     let name = read_str(&mut caller, np, nl)?;
                     return Err(fault(format!(
                         "UnboundLocalError: cannot access local variable '{name}' where it is not associated with a value"
@@ -220,8 +220,9 @@ pub(crate) fn define(linker: &mut Linker<Guest>) -> Result<()> {
         "py_getattr",
         |mut caller: Caller<'_, Guest>, obj: i32, np: i32, nl: i32| -> Result<i32> {
             let name = read_str(&mut caller, np, nl)?;
-            let PyVal::Ref(oid) = val(&mut caller, obj)? else {
-                let kind = py::type_name(&val(&mut caller, obj)?);
+            let target = val(&mut caller, obj)?;
+            let PyVal::Ref(oid) = target else {
+                let kind = py::type_name(&target);
                 return Err(fault(format!(
                     "AttributeError: '{kind}' object has no attribute '{name}'"
                 )));
@@ -366,8 +367,8 @@ pub(crate) fn define(linker: &mut Linker<Guest>) -> Result<()> {
         "py_next",
         |mut caller: Caller<'_, Guest>, iter_slot: i32, target: i32| -> Result<i32> {
             let it = st(&mut caller)
-                .load(iter_slot, "<iterator>")
-                .map_err(raise)?;
+                .load(iter_slot)
+                .ok_or_else(|| fault("SystemError: no iterator in its slot"))?;
             match py::next(&it).map_err(raise)? {
                 Some(v) => {
                     st(&mut caller).store(target, v).map_err(raise)?;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use batos_object::value::{Oid, Value};
+use batos_object::value::{as_ref, make_ref, Oid, Value};
 
 /// Bytes of values one call may make (strings, list and dict entries).
 pub const MAX_BYTES: usize = 64 << 20;
@@ -161,12 +161,13 @@ impl PyState {
             .ok_or_else(|| PyError(format!("SystemError: bad value handle {handle}")))
     }
 
-    /// A local variable's value.
-    pub fn load(&self, slot: i32, name: &str) -> R<PyVal> {
-        match usize::try_from(slot).ok().and_then(|s| self.locals.get(s)) {
-            Some(Some(value)) => Ok(value.clone()),
-            _ => err("NameError", format!("name '{name}' is not defined")),
-        }
+    /// A local variable's value, if it has one.
+    pub fn load(&self, slot: i32) -> Option<PyVal> {
+        usize::try_from(slot)
+            .ok()
+            .and_then(|s| self.locals.get(s))
+            .cloned()
+            .flatten()
     }
 
     /// Sets a local variable.
@@ -275,12 +276,8 @@ pub fn from_value(value: &Value, st: &mut PyState) -> R<PyVal> {
             st.new_list(items)?
         }
         Value::Map(entries) => {
-            if let [(k, Value::Integer(oid))] = entries.as_slice() {
-                if k.as_str() == Some("$ref") {
-                    if let Some(oid) = oid.as_u64() {
-                        return Ok(PyVal::Ref(oid));
-                    }
-                }
+            if let Some(oid) = as_ref(value) {
+                return Ok(PyVal::Ref(oid));
             }
             let mut items = Vec::with_capacity(entries.len());
             for (k, v) in entries {
@@ -328,7 +325,7 @@ fn to_value_at(value: &PyVal, depth: usize) -> R<Value> {
                     .collect::<R<Vec<_>>>()?,
             )
         }
-        PyVal::Ref(oid) => Value::Map(vec![(Value::from("$ref"), Value::from(*oid))]),
+        PyVal::Ref(oid) => make_ref(*oid),
         PyVal::Range(..) => Value::Array(
             range_items(value)?
                 .iter()
