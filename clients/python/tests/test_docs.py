@@ -33,7 +33,7 @@ def run_example(code: str, kernel_process, timeout: float = 60) -> str:
 
 def test_the_readme_example_runs(kernel_process) -> None:
     first = python_blocks(README.read_text())[0]
-    assert len(first.strip().splitlines()) <= 16, "the README's first example stays short"
+    assert len(first.strip().splitlines()) <= 15, "the README's first example stays short"
     no_method, last = run_example(first, kernel_process).splitlines()
     assert no_method.startswith("no method: ") and "fly" in no_method
     assert last == "99 True"

@@ -39,6 +39,10 @@ def test_state_updates_arrive_in_commit_order_with_values_decoded(kernel: batos.
             event = sub.recv(timeout=10)
             if "prime" not in event["changed"]:  # not a late priming write
                 events.append(event)
+        # The subscription is an iterator too.
+        obj.tail = "end"
+        last = next(e for e in sub if "tail" in e["changed"])
+        assert last["changed"] == {"tail": "end"} and last["oid"] == obj.oid
     friend, tags, removed = events
     assert friend["changed"] == {"friend": other}
     assert tags["changed"] == {"tags": ["a", "b"]}

@@ -417,8 +417,8 @@ mod tests {
     use std::sync::mpsc;
 
     /// Answers each connection with the next canned HTTP response and
-    /// reports each request body it read.
-    fn canned(responses: Vec<String>) -> (String, mpsc::Receiver<String>) {
+    /// reports each request it read: its head and its body.
+    fn canned(responses: Vec<String>) -> (String, mpsc::Receiver<(String, String)>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let (tx, rx) = mpsc::channel();
@@ -442,7 +442,7 @@ mod tests {
                     .unwrap_or(0);
                 let mut body = vec![0u8; length];
                 stream.read_exact(&mut body).unwrap();
-                let _ = tx.send(String::from_utf8_lossy(&body).to_string());
+                let _ = tx.send((head, String::from_utf8_lossy(&body).to_string()));
                 stream.write_all(response.as_bytes()).unwrap();
             }
         });
@@ -508,7 +508,13 @@ mod tests {
         let out = generate(url, Some("BRICK")).unwrap();
         assert_eq!((out.text.as_str(), out.tokens), ("Paris", 3));
         assert!(out.first_token.is_some());
-        let sent: Value = serde_json::from_str(&bodies.recv().unwrap()).unwrap();
+        let (head, body) = bodies.recv().unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("authorization: bearer sekret"),
+            "the API key is sent: {head}"
+        );
+        let sent: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             sent["model"], "brick-lora",
             "the expert picks the server's adapter"
